@@ -1,0 +1,156 @@
+"""Typed run configuration: core defaults <- domain recipe <- YAML file <- ``--set a.b=c`` overrides.
+
+The resolved config is saved as ``config.yaml`` in every run directory and is enough to rebuild
+the model for inference. An invalid value fails at start with the field, the value and what is
+allowed (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mmapps.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """Where the data is and how to read it.
+
+    ``root`` unset means the domain's demo data (written once into ``demo_dir``).
+    ``options`` holds domain-specific fields, validated by the domain's ``data_options`` model.
+    """
+
+    root: Path | None = None
+    demo_n: int = Field(200, ge=4, description="number of demo samples to write when root is unset")
+    demo_dir: Path | None = Field(None, description="where demo data is cached (default: ~/.cache/mmapps/<domain>-demo-<n>)")
+    on_error: Literal["skip", "stop"] = "skip"
+    num_workers: int = Field(0, ge=0)
+    cache_dir: Path | None = Field(None, description="preprocessed-sample cache; None disables it")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class EncoderConfig(_Strict):
+    """An encoder registry name and its keyword arguments."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class FusionConfig(_Strict):
+    name: str = "attention"
+    options: dict[str, Any] = Field(default_factory=dict)
+    per_timestep: bool = Field(False, description="fuse each time step of time-aligned encoders")
+    modality_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="probability of dropping a present modality per sample in training")
+
+
+class HeadConfig(_Strict):
+    name: str | None = Field(None, description="head registry name; None -> the task's declared head")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(_Strict):
+    dim: int = Field(128, ge=1, description="shared width that encoders project to")
+    encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
+    fusion: FusionConfig = Field(default_factory=FusionConfig)
+    heads: dict[str, HeadConfig] = Field(default_factory=dict)
+    modalities: list[str] | None = Field(None, description="subset of modalities to use (single-modality baselines); None = all")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainConfig(_Strict):
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1, description="share of optimiser steps spent in linear warm-up before cosine decay")
+    grad_accum_steps: int = Field(1, ge=1)
+    grad_clip: float | None = Field(1.0, gt=0)
+    precision: Literal["auto", "32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement of the primary metric")
+    deterministic: bool = False
+    max_steps_per_epoch: int | None = Field(None, ge=1)
+    checkpoint_every: int = Field(1, ge=1, description="save the resumable checkpoint every N epochs")
+    tensorboard: bool = True
+    progress: bool = True
+
+
+class EvalConfig(_Strict):
+    bootstrap_resamples: int = Field(1000, ge=0)
+    ci_level: float = Field(0.95, gt=0, lt=1)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class RunConfig(_Strict):
+    domain: str
+    recipe: str = "default"
+    seed: int = 0
+    out_dir: Path | None = Field(None, description="run directory; default runs/<domain>-<recipe>-<timestamp>")
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge nested dicts; values of `override` win, dicts merge recursively."""
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.lr=3e-4"`` -> ``{"train": {"lr": 0.0003}}``; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. --set train.lr=3e-4")
+    value = yaml.safe_load(raw) if raw.strip() else None
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def read_yaml_config(path: Path) -> dict[str, Any]:
+    """Read a config YAML file; it may name a ``recipe`` and override any field."""
+    if not Path(path).is_file():
+        raise ConfigError(f"config file {path}: not found")
+    try:
+        content = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path}: not valid YAML ({err})") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"config file {path}: expected a mapping of fields at the top level, found {type(content).__name__}")
+    return content
+
+
+def validate_config(values: Mapping[str, Any]) -> RunConfig:
+    """Validate a nested dict into a `RunConfig`, turning pydantic errors into one readable `ConfigError`."""
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as err:
+        lines = []
+        for problem in err.errors():
+            field = ".".join(str(part) for part in problem["loc"])
+            found = problem.get("input")
+            lines.append(f"{field}: {problem['msg']} (found {found!r})")
+        raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
+
+
+def config_to_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

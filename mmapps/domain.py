@@ -1,0 +1,173 @@
+"""The domain plugin API: one declarative object per domain, registered by entry point.
+
+A third-party package makes a domain available with, in its ``pyproject.toml``::
+
+    [project.entry-points."mmapps.domains"]
+    myfield = "myfield_plugin:domain"
+
+where ``myfield_plugin.domain`` is a `Domain`. The built-in domains are registered the same way.
+
+This module must stay light: importing a domain's ``__init__`` must not import torch, monai,
+open3d, transformers... (``mmapps --help`` and ``mmapps domains`` stay instant). Every callable
+field therefore accepts either a callable or a lazy reference ``"package.module:attribute"``,
+imported only when the field is used (see `resolve`).
+
+Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
+
+- ``build_datasets(cfg) -> mmapps.data.DatasetSplits``: train/val/test datasets of
+  `mmapps.data.Sample` built from ``cfg.data.root`` (the demo data when root is unset).
+- ``write_demo_data(out: Path, n: int, seed: int) -> Path``: writes demo data in the real file
+  formats under ``out`` and returns the data root to give ``build_datasets``.
+- ``setup()``: imports the domain's heavy modules so that its encoders, fusions, heads and
+  metrics are registered in the core registries; called once before a model is built.
+- ``build_model(cfg, domain) -> nn.Module``: optional; the default is the core
+  `mmapps.models.build_fusion_model` (encoders -> fusion -> heads).
+- ``TaskSpec.postprocess(outputs, batch) -> list[dict]``: model outputs -> one JSON-able
+  prediction per sample (scores, boxes, segments...).
+- ``TaskSpec.metrics(records, cfg) -> dict[str, float]``: dataset-level metrics over the
+  domain's own prediction format; ``records`` are `mmapps.evaluation.PredictionRecord`.
+- ``write_predictions(records, out_dir) -> Path``: the domain's prediction file(s).
+- ``report_sections``: callables ``(context: mmapps.report.ReportContext) -> list[Section]``.
+- ``batch_sampler(dataset, cfg, split) -> Sampler | None``: optional.
+- ``extra_commands(app: typer.Typer)``: adds domain-specific CLI verbs; must import lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal, Mapping
+
+ModalityKind = Literal["image", "text", "audio", "video", "pointcloud", "chat", "tabular", "features"]
+Ref = Any  # a callable, or "package.module:attribute"
+
+
+def resolve(ref: Ref) -> Any:
+    """Return the object a lazy reference names (or the object itself when it is not a string)."""
+    if not isinstance(ref, str):
+        return ref
+    module_name, _, attribute = ref.partition(":")
+    module = importlib.import_module(module_name)
+    obj = module
+    for part in attribute.split(".") if attribute else []:
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """A modality of a domain.
+
+    Args:
+        name: key in `Sample.inputs` and in the model's encoder dict.
+        kind: what the data is (image, text, audio, video, pointcloud, chat, tabular, features).
+        reader: human-readable name of the reader and accepted formats (shown by ``mmapps domains``).
+        layout: how samples are collated: fixed, padded, packed or text (see `mmapps.data.sample`).
+        optional: True when a sample may lack it (it can then be removed at test time).
+    """
+
+    name: str
+    kind: ModalityKind
+    reader: str
+    layout: Literal["fixed", "padded", "packed", "text"] = "fixed"
+    optional: bool = True
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A prediction task of a domain.
+
+    Args:
+        name: key in `Sample.targets` and in the model's output dict.
+        head: head registry name (``multilabel``, ``multiclass``, ``regression``, ``timestep``...).
+        labels: label names in output order (class names, findings, event classes).
+        losses: loss name -> (lazy ref to ``fn(outputs, targets, batch) -> Tensor``, weight).
+        postprocess: lazy ref, see module docstring.
+        metrics: lazy ref, see module docstring.
+        primary_metric: key of the metrics dict used for early stopping and model selection.
+        higher_is_better: direction of the primary metric.
+    """
+
+    name: str
+    head: str
+    labels: tuple[str, ...]
+    losses: Mapping[str, tuple[Ref, float]]
+    postprocess: Ref
+    metrics: Ref
+    primary_metric: str
+    higher_is_better: bool = True
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Everything mmapps needs to know about a field. See the module docstring for contracts.
+
+    Args:
+        name: CLI name (``mmapps <name> train``).
+        description: one line for ``mmapps domains`` and ``--help``.
+        modalities: the domain's inputs.
+        tasks: the domain's outputs; the first task's primary metric selects models.
+        build_datasets: lazy ref.
+        write_demo_data: lazy ref.
+        recipes: recipe name -> nested dict of config values over the core defaults
+            (``default`` and ``smoke`` are required; ``quick`` is used by ``benchmark``).
+        fusions: core (or domain-registered) fusion names that apply to this domain.
+        write_predictions: lazy ref; None -> JSONL of the prediction records.
+        setup: lazy ref, called once before building a model; None when nothing to register.
+        build_model: lazy ref; None -> the core encoders -> fusion -> heads model.
+        batch_sampler: lazy ref or None.
+        report_sections: lazy refs adding domain sections to ``report.md``.
+        extra_commands: lazy ref or None.
+        data_options: lazy ref to a pydantic model of domain-specific ``data.options``.
+        install_hint: printed when the domain fails to import (e.g. ``pip install 'mmapps[x]'``).
+    """
+
+    name: str
+    description: str
+    modalities: tuple[ModalitySpec, ...]
+    tasks: tuple[TaskSpec, ...]
+    build_datasets: Ref
+    write_demo_data: Ref
+    recipes: Mapping[str, Mapping[str, Any]]
+    fusions: tuple[str, ...] = ("concat", "late", "attention", "gated", "lmf")
+    write_predictions: Ref | None = None
+    setup: Ref | None = None
+    build_model: Ref | None = None
+    batch_sampler: Ref | None = None
+    report_sections: tuple[Ref, ...] = ()
+    extra_commands: Ref | None = None
+    data_options: Ref | None = None
+    install_hint: str = "pip install mmapps"
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for required in ("default", "smoke"):
+            if required not in self.recipes:
+                raise ValueError(f"domain {self.name!r}: recipes must include {required!r}; found {sorted(self.recipes)}")
+        if not self.tasks:
+            raise ValueError(f"domain {self.name!r}: declares no task")
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    @property
+    def removable_modalities(self) -> tuple[str, ...]:
+        """Modalities that may be dropped at test time or left out of a baseline."""
+        return tuple(m.name for m in self.modalities if m.optional)
+
+    def modality(self, name: str) -> ModalitySpec:
+        for spec in self.modalities:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"domain {self.name!r} has no modality {name!r}; it has {list(self.modality_names)}")
+
+    def task(self, name: str) -> TaskSpec:
+        for spec in self.tasks:
+            if spec.name == name:
+                return spec
+        raise KeyError(f"domain {self.name!r} has no task {name!r}; it has {[t.name for t in self.tasks]}")
+
+    @property
+    def primary_task(self) -> TaskSpec:
+        return self.tasks[0]
