@@ -81,6 +81,7 @@ class TrainConfig(_Strict):
     checkpoint_every: int = Field(1, ge=1, description="save the resumable checkpoint every N epochs")
     tensorboard: bool = True
     progress: bool = True
+    find_unused_parameters: bool = Field(False, description="DDP option for models with branches unused in some steps")
 
 
 class EvalConfig(_Strict):

@@ -24,8 +24,11 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
   `mmapps.models.build_fusion_model` (encoders -> fusion -> heads).
 - ``TaskSpec.postprocess(outputs, batch) -> list[dict]``: model outputs -> one JSON-able
   prediction per sample (scores, boxes, segments...).
-- ``TaskSpec.metrics(records, cfg) -> dict[str, float]``: dataset-level metrics over the
-  domain's own prediction format; ``records`` are `mmapps.evaluation.PredictionRecord`.
+- ``TaskSpec.metrics(records, cfg[, val_records]) -> dict[str, float]``: dataset-level metrics
+  over the domain's own prediction format; ``records`` are `mmapps.evaluation.PredictionRecord`;
+  a function that declares a ``val_records`` parameter also receives the validation records
+  (thresholds chosen on validation). ``cfg.eval.bootstrap_resamples == 0`` means "no CIs"
+  (the trainer's per-epoch validation).
 - ``write_predictions(records, out_dir) -> Path``: the domain's prediction file(s).
 - ``report_sections``: callables ``(context: mmapps.report.ReportContext) -> list[Section]``.
 - ``batch_sampler(dataset, cfg, split) -> Sampler | None``: optional.
@@ -112,6 +115,7 @@ class Domain:
         recipes: recipe name -> nested dict of config values over the core defaults
             (``default`` and ``smoke`` are required; ``quick`` is used by ``benchmark``).
         fusions: core (or domain-registered) fusion names that apply to this domain.
+        baselines: modality subsets trained as baselines by ``benchmark``; None = each modality alone.
         write_predictions: lazy ref; None -> JSONL of the prediction records.
         setup: lazy ref, called once before building a model; None when nothing to register.
         build_model: lazy ref; None -> the core encoders -> fusion -> heads model.
@@ -130,6 +134,7 @@ class Domain:
     write_demo_data: Ref
     recipes: Mapping[str, Mapping[str, Any]]
     fusions: tuple[str, ...] = ("concat", "late", "attention", "gated", "lmf")
+    baselines: tuple[tuple[str, ...], ...] | None = None
     write_predictions: Ref | None = None
     setup: Ref | None = None
     build_model: Ref | None = None
@@ -150,6 +155,9 @@ class Domain:
     @property
     def modality_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.modalities)
+
+    def baseline_subsets(self) -> tuple[tuple[str, ...], ...]:
+        return self.baselines if self.baselines is not None else tuple((m,) for m in self.modality_names)
 
     @property
     def removable_modalities(self) -> tuple[str, ...]:

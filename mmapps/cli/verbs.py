@@ -1,0 +1,160 @@
+"""The verbs every domain gets, from one factory: demo-data, train, evaluate, predict, benchmark, info."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+
+from mmapps.cli.errors import fail, user_errors
+from mmapps.domain import resolve
+from mmapps.plugins import DomainEntry, get_domain
+
+
+def build_domain_app(entry: DomainEntry) -> typer.Typer:
+    """A Typer sub-app for one installed domain (or one that explains why the domain failed to load)."""
+    app = typer.Typer(help=entry.domain.description if entry.domain else f"(failed to load: {entry.error})", no_args_is_help=True, add_completion=False)
+    name = entry.name
+    if entry.domain is None:
+
+        @app.callback(invoke_without_command=True)
+        def broken() -> None:
+            fail(f"domain {name!r} failed to import: {entry.error}. Install hint: {entry.install_hint}", code=5)
+
+        return app
+
+    @app.command("demo-data")
+    @user_errors
+    def demo_data(out: Path = typer.Option(..., "--out", help="folder to write the demo dataset into"), n: int = typer.Option(200, "--n", min=4, help="number of samples"), seed: int = typer.Option(0, help="generator seed")) -> None:
+        """Write the domain's synthetic demo dataset in its real file formats."""
+        root = resolve(get_domain(name).write_demo_data)(out, n, seed)
+        typer.echo(f"demo data written: {root}")
+
+    @app.command("train")
+    @user_errors
+    def train(
+        recipe: Optional[str] = typer.Option(None, help="named recipe (see `info`); default: default"),
+        config: Optional[Path] = typer.Option(None, "--config", help="YAML file of config values (may name a recipe)"),
+        set_: List[str] = typer.Option([], "--set", help="override a field: --set train.lr=3e-4 (repeatable)"),
+        data: Optional[Path] = typer.Option(None, "--data", help="data root; default: the demo data (written once to a cache folder)"),
+        out: Optional[Path] = typer.Option(None, "--out", help="run directory; default runs/<domain>-<recipe>-..."),
+        resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its last checkpoint"),
+        on_error: Optional[str] = typer.Option(None, "--on-error", help="skip or stop on a bad input file"),
+        seed: Optional[int] = typer.Option(None, help="random seed"),
+    ) -> None:
+        """Train the model, test the best checkpoint, write metrics, predictions and report."""
+        from mmapps.workflows.resolve import resolve_config
+        from mmapps.workflows.run import train as run_train
+
+        domain = get_domain(name)
+        extra: dict[str, Any] = {}
+        if data is not None:
+            extra.setdefault("data", {})["root"] = str(data)
+        if on_error is not None:
+            extra.setdefault("data", {})["on_error"] = on_error
+        if seed is not None:
+            extra["seed"] = seed
+        if out is not None or resume is not None:
+            extra["out_dir"] = str(resume or out)
+        cfg = resolve_config(domain, recipe, config, set_, extra)
+        result = run_train(cfg, domain, resume=resume is not None)
+        _print_result(result)
+
+    @app.command("evaluate")
+    @user_errors
+    def evaluate(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="a .safetensors checkpoint written by train"),
+        data: Optional[Path] = typer.Option(None, "--data", help="data root (default: the one the model was trained on)"),
+        out: Optional[Path] = typer.Option(None, "--out", help="output folder (default <run>/eval)"),
+        drop_modality: List[str] = typer.Option([], "--drop-modality", help="remove a modality at test time (repeatable)"),
+        on_error: Optional[str] = typer.Option(None, "--on-error", help="skip or stop on a bad input file"),
+    ) -> None:
+        """Evaluate a checkpoint on the test split: metrics, predictions, report."""
+        from mmapps.workflows.run import evaluate as run_evaluate
+
+        overrides: dict[str, Any] = {"data": {}}
+        if data is not None:
+            overrides["data"]["root"] = str(data)
+        if on_error is not None:
+            overrides["data"]["on_error"] = on_error
+        domain = get_domain(name)
+        unknown = [m for m in drop_modality if m not in domain.modality_names]
+        if unknown:
+            fail(f"--drop-modality {unknown}: not modalities of {name!r}; it has {list(domain.modality_names)}")
+        _print_result(run_evaluate(checkpoint, domain, out, overrides, drop_modality))
+
+    @app.command("predict")
+    @user_errors
+    def predict(
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="a .safetensors checkpoint written by train"),
+        data: Path = typer.Option(..., "--data", help="data root to predict on"),
+        out: Path = typer.Option(Path("predictions"), "--out", help="output folder"),
+        split: str = typer.Option("test", help="train, val or test"),
+    ) -> None:
+        """Write predictions for one split of a dataset."""
+        from mmapps.workflows.run import predict as run_predict
+
+        path = run_predict(checkpoint, get_domain(name), data, out, split)
+        typer.echo(f"predictions: {path}")
+
+    @app.command("benchmark")
+    @user_errors
+    def benchmark(
+        preset: str = typer.Option("quick", help="quick (minutes on a CPU) or full (the default recipe)"),
+        seeds: int = typer.Option(3, min=1, help="seeds per configuration"),
+        out: Path = typer.Option(Path(f"runs/{name}-benchmark"), "--out", help="output folder"),
+        set_: List[str] = typer.Option([], "--set", help="override a field in every run (repeatable)"),
+        fusion: List[str] = typer.Option([], "--fusion", help="only these fusions (repeatable)"),
+    ) -> None:
+        """Every fusion and single-modality baseline over K seeds, plus missing-modality robustness."""
+        from mmapps.workflows.benchmark import run_benchmark
+
+        if preset not in ("quick", "full"):
+            fail(f"--preset {preset!r}: expected quick or full")
+        path = run_benchmark(get_domain(name), preset, seeds, out, set_, fusion or None)
+        typer.echo(path.read_text())
+        typer.echo(f"benchmark report: {path}")
+
+    @app.command("info")
+    @user_errors
+    def info(recipe: Optional[str] = typer.Option(None, help="print this recipe's resolved config")) -> None:
+        """Modalities, tasks, recipes and fusions of the domain."""
+        domain = get_domain(name)
+        if recipe:
+            from mmapps.config import config_to_yaml
+            from mmapps.workflows.resolve import resolve_config
+
+            typer.echo(config_to_yaml(resolve_config(domain, recipe)))
+            return
+        typer.echo(f"{domain.name}: {domain.description}")
+        typer.echo("modalities:")
+        for m in domain.modalities:
+            typer.echo(f"  {m.name:<14} {m.kind:<10} {m.layout:<7} {'optional' if m.optional else 'required'}  {m.reader}")
+        typer.echo("tasks:")
+        for t in domain.tasks:
+            typer.echo(f"  {t.name:<14} head={t.head} labels={len(t.labels)} primary={t.primary_metric} losses={', '.join(t.losses)}")
+        typer.echo(f"recipes: {', '.join(sorted(domain.recipes))}")
+        typer.echo(f"fusions: {', '.join(domain.fusions)}")
+        typer.echo(f"baselines: {', '.join('+'.join(s) for s in domain.baseline_subsets())}")
+
+    if entry.domain.extra_commands is not None:
+        resolve(entry.domain.extra_commands)(app)
+    return app
+
+
+def _print_result(result: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"test metrics ({result.run_dir})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in result.metrics.items():
+        if isinstance(value, (int, float)) and "/ci_" not in key:
+            low, high = result.metrics.get(f"{key}/ci_low"), result.metrics.get(f"{key}/ci_high")
+            ci = f"  [{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float) else ""
+            table.add_row(key, f"{value:.4f}{ci}")
+    Console(width=120).print(table)
+    typer.echo(f"report: {result.report}")
+    typer.echo(f"predictions: {result.predictions}")

@@ -1,0 +1,1 @@
+"""Encoders, fusions, heads and the model builder."""

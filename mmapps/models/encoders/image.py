@@ -1,0 +1,104 @@
+"""2D image CNN encoder (torchvision ResNets, MONAI DenseNet121, or a small CNN), 1 or 3 channels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from mmapps.data.sample import ModalityBatch
+from mmapps.models.pooling import masked_mean
+from mmapps.models.types import EncoderOutput
+from mmapps.registry import ENCODERS
+
+_RESNETS = ("resnet18", "resnet34", "resnet50")
+
+
+def build_image_trunk(backbone: str, in_channels: int, width: int = 32) -> tuple[nn.Module, int]:
+    """Return a CNN mapping (N, C, H, W) to a feature map (N, C', h, w), and C'.
+
+    Args:
+        backbone: resnet18 | resnet34 | resnet50 | densenet121 | small_cnn.
+        in_channels: 1 (radiographs) or 3 (camera images).
+        width: channel width of ``small_cnn``.
+    """
+    if backbone in _RESNETS:
+        import torchvision
+
+        net = getattr(torchvision.models, backbone)(weights=None)
+        if in_channels != 3:
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
+        return trunk, net.fc.in_features
+    if backbone == "densenet121":
+        from monai.networks.nets import DenseNet121
+
+        net = DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=1)
+        return nn.Sequential(net.features, nn.ReLU()), 1024
+    if backbone == "small_cnn":
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for out in (width, width * 2, width * 4):
+            layers += [nn.Conv2d(channels, out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+            channels = out
+        return nn.Sequential(*layers), channels
+    raise ValueError(f"image_cnn: unknown backbone {backbone!r}; expected one of {(*_RESNETS, 'densenet121', 'small_cnn')}")
+
+
+def load_local_weights(module: nn.Module, path: str | Path) -> None:
+    """Load trunk weights from a local ``.safetensors`` file or a tensor-only ``.pt``/``.pth`` file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights {path}: not found (give a local .safetensors or .pt file)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    if len(missing) == len(module.state_dict()):
+        raise ValueError(f"pretrained weights {path}: no parameter name matches the backbone (unexpected keys such as {unexpected[:3]})")
+
+
+@ENCODERS.register("image_cnn")
+class ImageCnnEncoder(nn.Module):
+    """Images -> patch tokens: each image's feature map becomes h*w tokens of width `dim`.
+
+    Accepts fixed ``(B, C, H, W)`` or padded ``(B, E, C, H, W)`` batches (several images per sample);
+    padded elements are not run through the network.
+
+    Args:
+        dim: output width.
+        backbone: see `build_image_trunk`.
+        in_channels: 1 or 3.
+        pretrained: local weights file for the trunk (None = random init; nothing is downloaded).
+        width: channel width of ``small_cnn``.
+    """
+
+    def __init__(self, dim: int, backbone: str = "resnet18", in_channels: int = 1, pretrained: str | None = None, width: int = 32) -> None:
+        super().__init__()
+        self.trunk, trunk_dim = build_image_trunk(backbone, in_channels, width)
+        if pretrained:
+            load_local_weights(self.trunk, pretrained)
+        self.proj = nn.Conv2d(trunk_dim, dim, kernel_size=1)
+        self.out_dim = dim
+
+    def forward(self, mb: ModalityBatch) -> EncoderOutput:
+        images = mb.data if mb.data.dim() == 5 else mb.data.unsqueeze(1)  # (B, E, C, H, W)
+        B, E = images.shape[:2]
+        element_mask = mb.mask if mb.mask is not None else torch.ones(B, E, dtype=torch.bool, device=images.device)
+        element_mask = element_mask & mb.present.unsqueeze(1)
+        flat = images.flatten(0, 1)  # (B*E, C, H, W)
+        real = element_mask.flatten().nonzero().squeeze(1)
+        if real.numel() == 0:  # nothing to encode: run one element so shapes are known
+            real = torch.zeros(1, dtype=torch.long, device=images.device)
+        fmap_real = self.proj(self.trunk(flat[real].float()))  # (N_real, D, h, w)
+        D, h, w = fmap_real.shape[1:]
+        fmap = fmap_real.new_zeros((B * E, D, h, w))
+        fmap[real] = fmap_real
+        fmap = fmap.view(B, E, D, h, w)
+        tokens = fmap.flatten(3).transpose(2, 3).reshape(B, E * h * w, D)  # (B, E*h*w, D)
+        token_mask = element_mask.repeat_interleave(h * w, dim=1)  # (B, E*h*w)
+        return EncoderOutput(tokens, token_mask, masked_mean(tokens, token_mask), fmap[:, 0])

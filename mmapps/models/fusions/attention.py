@@ -1,0 +1,103 @@
+"""Attention fusion: a cross-modal transformer over all modalities' tokens, with a causal streaming mode."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from mmapps.models.types import EncoderOutput, FusionOutput
+from mmapps.registry import FUSIONS
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
+    """(length, dim) fixed positional encoding, valid for any clip length."""
+    position = torch.arange(length, device=device, dtype=torch.float32).unsqueeze(1)
+    freq = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim, device=device)
+    table[:, 0::2] = torch.sin(position * freq)
+    table[:, 1::2] = torch.cos(position * freq[: dim // 2])
+    return table
+
+
+@FUSIONS.register("attention")
+class AttentionFusion(nn.Module):
+    """Tokens of every modality (projected to `dim`, tagged with a modality embedding) attend to each other.
+
+    Sample level: a learned summary token is prepended; its output is the pooled vector.
+    Per time step (``per_timestep=True``, tokens (B, T, d_m) aligned across modalities): the
+    sequence is the T x M grid of tokens with time positions; with ``causal=True`` a token at time
+    t sees only tokens at times <= t + ``lookahead`` (streaming); the output at t is the mean of the
+    present modalities' outputs at t. Absent modalities and padded tokens are key-masked, so they
+    contribute nothing.
+
+    Args:
+        modality_to_dim: input width per modality.
+        dim: model width.
+        layers: transformer layers.
+        heads: attention heads.
+        dropout: dropout in the transformer.
+        per_timestep: fuse per time step (see above).
+        causal: causal attention over time (per_timestep only).
+        lookahead: time steps of look-ahead allowed in causal mode (counted in latency).
+    """
+
+    level = "features"
+
+    def __init__(
+        self,
+        modality_to_dim: dict[str, int],
+        dim: int,
+        layers: int = 2,
+        heads: int = 4,
+        dropout: float = 0.1,
+        per_timestep: bool = False,
+        causal: bool = False,
+        lookahead: int = 0,
+    ) -> None:
+        super().__init__()
+        self.modalities = sorted(modality_to_dim)
+        self.proj = nn.ModuleDict({m: nn.Linear(modality_to_dim[m], dim) for m in self.modalities})
+        self.modality_embedding = nn.Parameter(torch.randn(len(self.modalities), dim) * 0.02)
+        self.summary_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(dim)
+        self.per_timestep = per_timestep
+        self.causal = causal
+        self.lookahead = lookahead
+        self.out_dim = dim
+
+    def forward(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        if self.per_timestep:
+            return self._forward_timesteps(features, present)
+        tokens, masks = [], []
+        for i, m in enumerate(self.modalities):
+            tokens.append(self.proj[m](features[m].tokens) + self.modality_embedding[i])  # (B, T_m, D)
+            masks.append(features[m].token_mask & present[m].unsqueeze(1))
+        B = tokens[0].shape[0]
+        x = torch.cat([self.summary_token.expand(B, -1, -1).to(tokens[0].dtype)] + tokens, dim=1)  # (B, 1 + sum T_m, D)
+        keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device)] + masks, dim=1)
+        out = self.norm(self.transformer(x, src_key_padding_mask=~keep))
+        return FusionOutput(out[:, 0], out[:, 1:], keep[:, 1:])
+
+    def _forward_timesteps(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
+        M = len(self.modalities)
+        grid = torch.stack([self.proj[m](features[m].tokens) + self.modality_embedding[i] for i, m in enumerate(self.modalities)], dim=2)  # (B, T, M, D)
+        keep = torch.stack([features[m].token_mask & present[m].unsqueeze(1) for m in self.modalities], dim=2)  # (B, T, M)
+        B, T, _, D = grid.shape
+        grid = grid + sinusoidal_positions(T, D, grid.device).to(grid.dtype).view(1, T, 1, D)
+        x = torch.cat([self.summary_token.expand(B, -1, -1).to(grid.dtype), grid.reshape(B, T * M, D)], dim=1)  # (B, 1 + T*M, D)
+        key_keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), keep.reshape(B, T * M)], dim=1)
+        attn_mask = None
+        if self.causal:
+            time = torch.cat([torch.full((1,), -1, device=x.device), torch.arange(T, device=x.device).repeat_interleave(M)])  # (1 + T*M,)
+            attn_mask = time.unsqueeze(0) > (time.unsqueeze(1) + self.lookahead)  # True = may not attend
+            attn_mask[:, 0] = False  # the summary token is always visible, so no row is empty
+        out = self.norm(self.transformer(x, mask=attn_mask, src_key_padding_mask=~key_keep))
+        per_step = out[:, 1:].reshape(B, T, M, D)
+        weights = keep.to(per_step.dtype).unsqueeze(-1)  # (B, T, M, 1)
+        fused = (per_step * weights).sum(2) / weights.sum(2).clamp_min(1.0)  # (B, T, D)
+        step_mask = keep.any(2)  # (B, T)
+        return FusionOutput(fused, fused, step_mask)

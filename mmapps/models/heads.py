@@ -1,0 +1,56 @@
+"""Task heads: multi-class, multi-label, regression and per-time-step scoring."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from mmapps.models.types import FusionOutput
+from mmapps.registry import HEADS
+
+
+class _LinearHead(nn.Module):
+    """``LayerNorm -> Dropout -> Linear`` on the fused vector; works on (B, D) and (B, T, D).
+
+    Args:
+        in_dim: fused width.
+        num_labels: outputs (classes, findings, targets).
+        hidden: optional hidden width (an extra Linear + GELU) for a deeper head.
+        dropout: dropout before the output layer.
+    """
+
+    def __init__(self, in_dim: int, num_labels: int, hidden: int | None = None, dropout: float = 0.1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.LayerNorm(in_dim), nn.Dropout(dropout)]
+        if hidden:
+            layers += [nn.Linear(in_dim, hidden), nn.GELU()]
+            in_dim = hidden
+        layers.append(nn.Linear(in_dim, num_labels))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, fused: FusionOutput) -> Tensor:
+        return self.net(fused.pooled)
+
+
+@HEADS.register("multiclass")
+class MultiClassHead(_LinearHead):
+    """Logits (B, C) for a softmax over C classes."""
+
+
+@HEADS.register("multilabel")
+class MultiLabelHead(_LinearHead):
+    """Logits (B, L) for L independent sigmoids (findings, tags)."""
+
+
+@HEADS.register("regression")
+class RegressionHead(_LinearHead):
+    """Real values (B, K)."""
+
+
+@HEADS.register("timestep")
+class TimestepHead(_LinearHead):
+    """Per-time-step logits (B, T, C) from per-time-step fusion (``fusion.per_timestep=True``)."""
+
+    def forward(self, fused: FusionOutput) -> Tensor:
+        if fused.pooled.dim() != 3:
+            raise ValueError("timestep head needs per-time-step features (B, T, D): set model.fusion.per_timestep=true")
+        return self.net(fused.pooled)

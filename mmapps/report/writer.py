@@ -1,0 +1,94 @@
+"""Write ``report.md`` (people) and ``report.json`` (machines) from core and domain sections."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from mmapps.domain import resolve
+from mmapps.report.model import ReportContext, Section, markdown_table
+
+
+def summary_section(ctx: ReportContext) -> list[Section]:
+    """Run facts and the headline metrics."""
+    cfg = ctx.cfg
+    scalar = {k: v for k, v in ctx.metrics.items() if isinstance(v, (int, float))}
+    facts = [
+        ["domain", ctx.domain.name],
+        ["recipe", cfg.recipe],
+        ["fusion", cfg.model.fusion.name],
+        ["modalities", ", ".join(cfg.model.modalities or ctx.domain.modality_names)],
+        ["seed", cfg.seed],
+    ] + [[k, v] for k, v in ctx.info.items()]
+    headline = [[k, v] for k, v in scalar.items() if "/ci_" not in k][:40]
+    body = markdown_table(["", ""], facts) + "\n\n" + markdown_table(["metric", "value"], headline)
+    return [Section("Summary", body, data={"facts": {str(k): v for k, v in facts}})]
+
+
+def training_curves_section(ctx: ReportContext) -> list[Section]:
+    """Training loss and validation primary metric by epoch."""
+    if not ctx.history:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [row["epoch"] + 1 for row in ctx.history]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    axes[0].plot(epochs, [row["train/loss"] for row in ctx.history], marker="o")
+    axes[0].set(title="training loss", xlabel="epoch")
+    val_keys = [k for k in ctx.history[-1] if k.startswith("val/")]
+    for key in val_keys[:4]:
+        axes[1].plot(epochs, [row.get(key, math.nan) for row in ctx.history], marker="o", label=key[4:])
+    axes[1].set(title="validation", xlabel="epoch")
+    if val_keys:
+        axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    path = ctx.figures_dir / "training_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [Section("Training", f"{len(epochs)} epoch(s); best checkpoint selected on the validation primary metric.", [path])]
+
+
+CORE_SECTIONS: tuple[Callable[[ReportContext], list[Section]], ...] = (summary_section, training_curves_section)
+
+
+def write_report(ctx: ReportContext, extra_sections: Sequence[Any] = ()) -> Path:
+    """Render core sections, then the domain's, into ``report.md`` and ``report.json``; return the .md path."""
+    ctx.figures_dir.mkdir(parents=True, exist_ok=True)
+    sections: list[Section] = []
+    for make in (*CORE_SECTIONS, *(resolve(ref) for ref in ctx.domain.report_sections), *extra_sections):
+        sections.extend(make(ctx))
+    lines = [f"# {ctx.domain.name} report", ""]
+    lines += [f"> **{note}**" for note in ctx.notes] + ([""] if ctx.notes else [])
+    for section in sections:
+        lines += [f"## {section.title}", "", section.markdown, ""]
+        lines += [f"![{p.stem}]({p.relative_to(ctx.run_dir).as_posix()})" for p in section.figures]
+        lines.append("")
+    md_path = ctx.run_dir / "report.md"
+    md_path.write_text("\n".join(lines))
+    payload = {
+        "domain": ctx.domain.name,
+        "notes": ctx.notes,
+        "metrics": _jsonable(ctx.metrics),
+        "sections": [{"title": s.title, "figures": [p.relative_to(ctx.run_dir).as_posix() for p in s.figures], "data": _jsonable(s.data)} for s in sections],
+    }
+    (ctx.run_dir / "report.json").write_text(json.dumps(payload, indent=2))
+    return md_path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return value

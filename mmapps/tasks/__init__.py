@@ -1,0 +1,1 @@
+"""Reusable task pieces (losses, post-processing, metrics) that domains reference lazily."""

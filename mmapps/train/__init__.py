@@ -1,0 +1,1 @@
+"""The trainer, its runtime (devices, precision, DDP), schedule, callbacks and checkpoints."""

@@ -1,0 +1,202 @@
+"""The three workflows behind the CLI verbs: train (then test), evaluate a checkpoint, predict."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from mmapps.config import RunConfig, config_to_yaml, validate_config
+from mmapps.data.views import WithoutModalities
+from mmapps.domain import Domain, resolve
+from mmapps.errors import DataError
+from mmapps.workflows.resolve import default_run_dir, ensure_data_root
+
+
+@dataclass
+class RunResult:
+    """Where a run wrote its outputs and its test metrics."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    report: Path | None = None
+    predictions: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Sequence[Any] = ()) -> RunResult:
+    """Train the configured model, test the best checkpoint, write metrics, predictions and the report.
+
+    With `resume`, ``cfg.out_dir`` must be an earlier run directory: training continues from its
+    ``checkpoints/last.pt`` with that run's saved config.
+    """
+    from mmapps.models.build import build_model, selected_modalities
+    from mmapps.train.runtime import seed_everything, setup_runtime
+    from mmapps.train.trainer import Trainer
+
+    runtime = setup_runtime(cfg.train)
+    if resume:
+        cfg = _read_run_config(Path(cfg.out_dir))
+    run_dir = Path(cfg.out_dir) if cfg.out_dir else _shared_run_dir(cfg, runtime)
+    cfg = cfg.model_copy(update={"out_dir": run_dir})
+    seed_everything(cfg.seed, cfg.train.deterministic)
+    cfg = _prepare_data(cfg, domain, runtime)
+    splits = resolve(domain.build_datasets)(cfg)
+    if len(splits.train) == 0:
+        raise DataError(f"data root {cfg.data.root}: no usable training sample ({splits.issues.summary()}); check the paths and formats in docs/{domain.name}.md")
+    if runtime.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
+        (run_dir / "splits.json").write_text(json.dumps(splits.split_of_group, indent=1, sort_keys=True))
+    model = build_model(cfg, domain)
+    modalities = selected_modalities(cfg, domain)
+    trainer = Trainer(cfg, domain, model, splits.train, splits.val, run_dir, runtime, modalities, callbacks)
+    fit = trainer.fit(resume=resume)
+    from mmapps.train import checkpoint as ckpt
+
+    best = run_dir / "checkpoints" / "best.safetensors"
+    if best.exists():
+        state, _ = ckpt.read_inference_checkpoint(best)
+        ckpt.load_weights(trainer.model, state, best)
+    info = {"train samples": len(splits.train), "val samples": len(splits.val), "test samples": len(splits.test), "skipped inputs": splits.issues.summary(), "best epoch": fit.best_epoch + 1, **splits.info}
+    result = _test_and_report(cfg, domain, trainer.model, splits.test, splits.val, modalities, runtime, run_dir, fit.history, info)
+    _write_summary(run_dir, splits.issues, runtime)
+    return result
+
+
+def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, overrides: dict[str, Any] | None = None, drop_modalities: Sequence[str] = ()) -> RunResult:
+    """Evaluate a saved checkpoint on the test split of its data (or of ``overrides['data']['root']``)."""
+    from mmapps.models.build import build_model, selected_modalities
+    from mmapps.train import checkpoint as ckpt
+    from mmapps.train.runtime import setup_runtime
+
+    cfg, state = _config_from_checkpoint(checkpoint, overrides)
+    runtime = setup_runtime(cfg.train)
+    run_dir = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "eval"
+    cfg = _prepare_data(cfg.model_copy(update={"out_dir": run_dir}), domain, runtime)
+    splits = resolve(domain.build_datasets)(cfg)
+    model = build_model(cfg, domain)
+    ckpt.load_weights(model, state, Path(checkpoint))
+    model.to(runtime.device)
+    test = WithoutModalities(splits.test, drop_modalities) if drop_modalities else splits.test
+    val = WithoutModalities(splits.val, drop_modalities) if drop_modalities else splits.val
+    run_dir.mkdir(parents=True, exist_ok=True)
+    info = {"checkpoint": str(checkpoint), "removed modalities": ", ".join(drop_modalities) or "none", "skipped inputs": splits.issues.summary()}
+    result = _test_and_report(cfg, domain, model, test, val, selected_modalities(cfg, domain), runtime, run_dir, [], info)
+    _write_summary(run_dir, splits.issues, runtime)
+    return result
+
+
+def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, split: str = "test") -> Path:
+    """Write the domain's prediction file for one split of the data at `data_root`."""
+    from mmapps.evaluation.records import predict_records
+    from mmapps.models.build import build_model, selected_modalities
+    from mmapps.train import checkpoint as ckpt
+    from mmapps.train.runtime import setup_runtime
+    from mmapps.train.trainer import make_loader
+
+    cfg, state = _config_from_checkpoint(checkpoint, {"data": {"root": str(data_root)}})
+    runtime = setup_runtime(cfg.train)
+    splits = resolve(domain.build_datasets)(cfg)
+    if split not in ("train", "val", "test"):
+        raise DataError(f"--split {split!r}: expected train, val or test")
+    dataset = getattr(splits, split)
+    model = build_model(cfg, domain)
+    ckpt.load_weights(model, state, Path(checkpoint))
+    model.to(runtime.device)
+    loader = make_loader(dataset, cfg, domain, selected_modalities(cfg, domain), runtime, train=False, split=split)
+    records = predict_records(model, loader, domain, runtime)
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    path = write_predictions(domain, records, Path(out_dir))
+    _write_summary(Path(out_dir), splits.issues, runtime)
+    return path
+
+
+# -- shared steps ---------------------------------------------------------------------------------
+def _test_and_report(cfg, domain, model, test_set, val_set, modalities, runtime, run_dir: Path, history, info) -> RunResult:
+    from mmapps.evaluation.records import predict_records
+    from mmapps.report import ReportContext, write_report
+    from mmapps.train.trainer import compute_metrics, make_loader
+
+    test_records = predict_records(model, make_loader(test_set, cfg, domain, modalities, runtime, False, "test"), domain, runtime)
+    val_records = predict_records(model, make_loader(val_set, cfg, domain, modalities, runtime, False, "val"), domain, runtime) if len(val_set) else {}
+    if not runtime.is_main:
+        return RunResult(run_dir, {})
+    metrics = compute_metrics(domain, test_records, cfg, val_records)
+    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
+    predictions = write_predictions(domain, test_records, run_dir)
+    notes = list(info.pop("notes", []))
+    ctx = ReportContext(cfg, domain, run_dir, run_dir / "figures", metrics, test_records, val_records, model, test_set, history, notes, info)
+    report = write_report(ctx)
+    return RunResult(run_dir, metrics, report, predictions, info)
+
+
+def write_predictions(domain: Domain, records: dict[str, list[Any]], out_dir: Path) -> Path:
+    """The domain's writer, or JSON Lines of the records (one line per sample and task)."""
+    if domain.write_predictions is not None:
+        return resolve(domain.write_predictions)(records, out_dir)
+    path = out_dir / "predictions.jsonl"
+    with path.open("w") as handle:
+        for task, rows in records.items():
+            for r in rows:
+                handle.write(json.dumps({"sample_id": r.sample_id, "task": task, **r.prediction}) + "\n")
+    return path
+
+
+def _prepare_data(cfg: RunConfig, domain: Domain, runtime) -> RunConfig:
+    if runtime.is_main:
+        cfg = ensure_data_root(cfg, domain)
+    if runtime.distributed:
+        import torch.distributed as dist
+
+        holder = [cfg.data.root]
+        dist.broadcast_object_list(holder, src=0)
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": holder[0]})})
+    return cfg
+
+
+def _shared_run_dir(cfg: RunConfig, runtime) -> Path:
+    path = default_run_dir(cfg)
+    if runtime.distributed:
+        import torch.distributed as dist
+
+        holder = [path]
+        dist.broadcast_object_list(holder, src=0)
+        path = holder[0]
+    return Path(path)
+
+
+def _read_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise DataError(f"--resume {run_dir}: no config.yaml there; give the directory of the run to continue")
+    return validate_config(yaml.safe_load(path.read_text()))
+
+
+def _config_from_checkpoint(checkpoint: Path, overrides: dict[str, Any] | None):
+    from mmapps.config import deep_merge
+    from mmapps.train import checkpoint as ckpt
+
+    state, metadata = ckpt.read_inference_checkpoint(Path(checkpoint))
+    values = yaml.safe_load(metadata["config"])
+    values = deep_merge(values, overrides or {})
+    return validate_config(values), state
+
+
+def _write_summary(run_dir: Path, issues, runtime) -> None:
+    if not runtime.is_main:
+        return
+    summary = {"skipped": len(issues), "summary": issues.summary(), "issues": [str(i) for i in issues.issues]}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if issues.issues:
+        print(f"warning: {issues.summary()}; details in {run_dir / 'summary.json'}", file=sys.stderr)
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    import math
+
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
