@@ -12,16 +12,21 @@ from mmapps.domain import resolve
 from mmapps.plugins import DomainEntry, get_domain
 
 
+VERBS = ("demo-data", "train", "evaluate", "predict", "benchmark", "info")
+
+
 def build_domain_app(entry: DomainEntry) -> typer.Typer:
     """A Typer sub-app for one installed domain (or one that explains why the domain failed to load)."""
     app = typer.Typer(help=entry.domain.description if entry.domain else f"(failed to load: {entry.error})", no_args_is_help=True, add_completion=False)
     name = entry.name
     if entry.domain is None:
+        message = f"domain {name!r} failed to import: {entry.error}. Install hint: {entry.install_hint}"
 
-        @app.callback(invoke_without_command=True)
-        def broken() -> None:
-            fail(f"domain {name!r} failed to import: {entry.error}. Install hint: {entry.install_hint}", code=5)
+        def broken(args: Optional[List[str]] = typer.Argument(None)) -> None:
+            fail(message, code=5)
 
+        for verb in VERBS:
+            app.command(verb, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}, help=message)(broken)
         return app
 
     @app.command("demo-data")
@@ -139,7 +144,10 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         typer.echo(f"baselines: {', '.join('+'.join(s) for s in domain.baseline_subsets())}")
 
     if entry.domain.extra_commands is not None:
-        resolve(entry.domain.extra_commands)(app)
+        try:
+            resolve(entry.domain.extra_commands)(app)
+        except Exception as err:  # a broken plugin command must not break the other verbs or domains
+            app.info.help = f"{app.info.help} (its extra commands failed to load: {type(err).__name__}: {err})"
     return app
 
 
@@ -147,6 +155,8 @@ def _print_result(result: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    if result.report is None:  # a non-main process under torchrun: rank 0 prints
+        return
     table = Table(title=f"test metrics ({result.run_dir})")
     table.add_column("metric")
     table.add_column("value", justify="right")

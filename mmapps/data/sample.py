@@ -14,6 +14,9 @@ How values are batched is the modality's *layout* (declared on the domain's `Mod
   text encoder tokenises, so the tokenizer always matches the model.
 
 Every modality batch also carries ``present`` ``(B,)``: False where the sample had ``None``.
+When a modality is absent from *every* sample of a batch (e.g. removed at test time), its
+``data`` is None: models must not run that encoder (the core `FusionModel` substitutes a fully
+masked output).
 Absent samples are filled with zeros (or ``""``) only so shapes line up; fusion modules must
 use ``present`` so an absent modality contributes nothing.
 
@@ -119,7 +122,7 @@ def _collate_modality(values: list[Any], layout: Layout, name: str) -> ModalityB
         return ModalityBatch(data=[v if v is not None else "" for v in values], present=present)
     real = [torch.as_tensor(v) for v in values if v is not None]
     if not real:
-        raise ValueError(f"modality {name!r}: absent in every sample of the batch; collate needs one example")
+        return ModalityBatch(data=None, present=present)
     example = real[0]
     if layout == "fixed":
         filled = [torch.as_tensor(v) if v is not None else torch.zeros_like(example) for v in values]

@@ -40,11 +40,25 @@ class FusionModel(nn.Module):
         present = {m: batch.inputs[m].present for m in self.modalities}
         if self.training and self.modality_dropout > 0:
             present = drop_modalities(present, self.modality_dropout)
-        features = {m: self.encoders[m](batch.inputs[m].select(present[m])) for m in self.modalities}
+        features = self._encode(batch, present)
         if getattr(self.fusion, "level", "features") == "predictions":
             return self._late(features, present)
         fused = self._fuse(features, present)
         return {task: head(fused) for task, head in self.heads.items()}
+
+    def _encode(self, batch: Batch, present: dict[str, Tensor]) -> dict[str, EncoderOutput]:
+        encoded = {m: self.encoders[m](batch.inputs[m].select(present[m])) for m in self.modalities if batch.inputs[m].data is not None}
+        if len(encoded) == len(self.modalities):
+            return encoded
+        if not encoded:
+            raise ValueError("every modality is absent from this batch: nothing to predict from")
+        reference = next(iter(encoded.values()))
+        B, T = reference.tokens.shape[:2] if self.per_timestep else (reference.tokens.shape[0], 1)
+        for m in self.modalities:
+            if m not in encoded:  # absent from the whole batch: a fully masked output, encoder not run
+                zeros = reference.tokens.new_zeros((B, T, self.encoders[m].out_dim))
+                encoded[m] = EncoderOutput(zeros, torch.zeros(B, T, dtype=torch.bool, device=zeros.device), zeros[:, 0])
+        return encoded
 
     def _fuse(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
         if not self.per_timestep or getattr(self.fusion, "per_timestep", False):

@@ -1,0 +1,5 @@
+"""`python -m mmapps` runs the CLI."""
+
+from mmapps.cli.main import main
+
+main()

@@ -1,0 +1,57 @@
+"""Shared fixtures: an isolated cache folder, and the example plugin pip-installed like a third party's."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "mmapps-shapes"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    import os
+
+    os.environ["MMAPPS_CACHE"] = str(tmp_path_factory.mktemp("mmapps-cache"))
+
+
+def pip_install_example(target: Path) -> Path:
+    """pip-install the example plugin into `target` (its own site folder), as a user would install a plugin."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
+        check=True,
+        capture_output=True,
+    )
+    return target
+
+
+@pytest.fixture(scope="session")
+def shapes_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the installed example plugin (dist-info with its entry point)."""
+    return pip_install_example(tmp_path_factory.mktemp("shapes-site"))
+
+
+@pytest.fixture(scope="session")
+def shapes_domain(shapes_site: Path):
+    """The `shapes` domain, discovered through its entry point (never imported by a back door)."""
+    from mmapps.plugins import discover_domains, get_domain
+
+    if str(shapes_site) not in sys.path:
+        sys.path.insert(0, str(shapes_site))
+    discover_domains.cache_clear()
+    return get_domain("shapes")
+
+
+@pytest.fixture(scope="session")
+def shapes_smoke_run(shapes_domain, tmp_path_factory: pytest.TempPathFactory):
+    """One trained smoke run of the example domain, shared by the tests that read its outputs."""
+    from mmapps.workflows.resolve import resolve_config
+    from mmapps.workflows.run import train
+
+    out = tmp_path_factory.mktemp("shapes-run") / "run"
+    cfg = resolve_config(shapes_domain, "smoke", overrides=[f"out_dir={out}", "train.progress=false"])
+    return train(cfg, shapes_domain)
