@@ -34,10 +34,19 @@ def resolve_config(domain: Domain, recipe: str | None = None, config_file: Path 
         values = deep_merge(values, parse_override(text))
     values = deep_merge(values, dict(extra or {}))
     values["domain"], values["recipe"] = domain.name, name
+    _drop_stale_fusion_options(values, domain.recipes[name])
     cfg = validate_config(values)
     if domain.data_options is not None:
         cfg.data.options = _validate_options(resolve(domain.data_options), cfg.data.options, domain.name)
     return cfg
+
+
+def _drop_stale_fusion_options(values: dict[str, Any], recipe: Mapping[str, Any]) -> None:
+    """Options written for the recipe's fusion do not apply once another fusion is chosen."""
+    recipe_fusion = recipe.get("model", {}).get("fusion", {})
+    fusion = values.get("model", {}).get("fusion", {})
+    if fusion.get("name", "attention") != recipe_fusion.get("name", "attention") and fusion.get("options") == recipe_fusion.get("options"):
+        fusion["options"] = {}
 
 
 def _validate_options(model: Any, options: dict[str, Any], domain: str) -> dict[str, Any]:
