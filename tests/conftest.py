@@ -55,3 +55,15 @@ def shapes_smoke_run(shapes_domain, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("shapes-run") / "run"
     cfg = resolve_config(shapes_domain, "smoke", overrides=[f"out_dir={out}", "train.progress=false"])
     return train(cfg, shapes_domain)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """GPU tests are skipped where no CUDA device is present."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

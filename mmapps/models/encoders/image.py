@@ -15,20 +15,26 @@ from mmapps.registry import ENCODERS
 _RESNETS = ("resnet18", "resnet34", "resnet50")
 
 
-def build_image_trunk(backbone: str, in_channels: int, width: int = 32) -> tuple[nn.Module, int]:
+def build_image_trunk(backbone: str, in_channels: int, width: int = 32, hub_weights: bool = False) -> tuple[nn.Module, int]:
     """Return a CNN mapping (N, C, H, W) to a feature map (N, C', h, w), and C'.
 
     Args:
         backbone: resnet18 | resnet34 | resnet50 | densenet121 | small_cnn.
         in_channels: 1 (radiographs) or 3 (camera images).
         width: channel width of ``small_cnn``.
+        hub_weights: start a ResNet from torchvision's ImageNet weights (from the torch hub
+            cache, or downloaded: only when the user asks for it); 1-channel input averages conv1.
     """
     if backbone in _RESNETS:
         import torchvision
 
-        net = getattr(torchvision.models, backbone)(weights=None)
+        net = getattr(torchvision.models, backbone)(weights="DEFAULT" if hub_weights else None)
         if in_channels != 3:
-            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+            if hub_weights:
+                with torch.no_grad():
+                    conv1.weight.copy_(net.conv1.weight.mean(1, keepdim=True).repeat(1, in_channels, 1, 1))
+            net.conv1 = conv1
         trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
         return trunk, net.fc.in_features
     if backbone == "densenet121":
@@ -73,14 +79,19 @@ class ImageCnnEncoder(nn.Module):
         dim: output width.
         backbone: see `build_image_trunk`.
         in_channels: 1 or 3.
-        pretrained: local weights file for the trunk (None = random init; nothing is downloaded).
+        pretrained: a local weights file for the trunk (.safetensors or tensor-only .pt), or
+            ``"imagenet"`` for torchvision's ResNet weights from the torch hub cache (downloaded
+            only then, when the machine is online); None = random init.
         width: channel width of ``small_cnn``.
     """
 
     def __init__(self, dim: int, backbone: str = "resnet18", in_channels: int = 1, pretrained: str | None = None, width: int = 32) -> None:
         super().__init__()
-        self.trunk, trunk_dim = build_image_trunk(backbone, in_channels, width)
-        if pretrained:
+        hub = pretrained == "imagenet"
+        if hub and backbone not in _RESNETS:
+            raise ValueError(f"image_cnn: pretrained='imagenet' is available for {_RESNETS}; for {backbone!r} give a local weights file")
+        self.trunk, trunk_dim = build_image_trunk(backbone, in_channels, width, hub_weights=hub)
+        if pretrained and not hub:
             load_local_weights(self.trunk, pretrained)
         self.proj = nn.Conv2d(trunk_dim, dim, kernel_size=1)
         self.out_dim = dim
