@@ -12,6 +12,7 @@ from mmapps.domain import resolve
 from mmapps.plugins import DomainEntry, get_domain
 
 
+MAX_PRINTED_METRICS = 30
 VERBS = ("demo-data", "train", "evaluate", "predict", "benchmark", "info")
 
 
@@ -160,11 +161,13 @@ def _print_result(result: Any) -> None:
     table = Table(title=f"test metrics ({result.run_dir})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for key, value in result.metrics.items():
-        if isinstance(value, (int, float)) and "/ci_" not in key:
-            low, high = result.metrics.get(f"{key}/ci_low"), result.metrics.get(f"{key}/ci_high")
-            ci = f"  [{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float) else ""
-            table.add_row(key, f"{value:.4f}{ci}")
+    shown = [(k, v) for k, v in result.metrics.items() if isinstance(v, (int, float)) and "/ci_" not in k]
+    for key, value in shown[:MAX_PRINTED_METRICS]:
+        low, high = result.metrics.get(f"{key}/ci_low"), result.metrics.get(f"{key}/ci_high")
+        ci = f"  [{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float) else ""
+        table.add_row(key, f"{value:.4f}{ci}")
     Console(width=120).print(table)
+    if len(shown) > MAX_PRINTED_METRICS:
+        typer.echo(f"... and {len(shown) - MAX_PRINTED_METRICS} more in {result.run_dir / 'metrics.json'}")
     typer.echo(f"report: {result.report}")
     typer.echo(f"predictions: {result.predictions}")
