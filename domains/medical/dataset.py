@@ -1,0 +1,213 @@
+"""Medical datasets: studies -> `mmapps.data.Sample` with images ``(E, 1, S, S)``, a note and 14 findings.
+
+``build_datasets(cfg)`` reads the manifest or MIMIC-CXR layout under ``cfg.data.root`` (the demo
+data when unset), splits by patient, checks every study (labels, note, images) through
+`mmapps.data.IssueLog`, and returns `mmapps.data.DatasetSplits`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mmapps_domains.medical.labels import check_findings, encode_labels
+from mmapps_domains.medical.notes import read_note, select_note_text
+from mmapps_domains.medical.options import MedicalDataOptions, parse_options
+from mmapps_domains.medical.records import StudyRecord, is_mimic_root, read_manifest, read_mimic_layout
+
+_VIEW_RANK = {"PA": 0, "AP": 1, "LATERAL": 2, "UNKNOWN": 3}
+
+
+def age_band(age: float | None) -> str:
+    """Age in years -> ``<40``, ``40-59``, ``60-79``, ``80+`` or ``unknown``."""
+    if age is None:
+        return "unknown"
+    return "<40" if age < 40 else "40-59" if age < 60 else "60-79" if age < 80 else "80+"
+
+
+@dataclass
+class PreparedStudy:
+    """A checked study: image paths (ordered frontal first), note text, target vector, metadata."""
+
+    study_id: str
+    subject_id: str
+    image_paths: list[Path]
+    note: str | None
+    targets: np.ndarray
+    meta: dict[str, Any]
+
+
+class MedicalStudyDataset:
+    """Map-style dataset of `PreparedStudy` -> `mmapps.data.Sample`.
+
+    Args:
+        studies: checked studies.
+        load: ``path -> (array (1, S, S), metadata)`` (the cache in front of the preprocessing).
+        augment: train-only random transform of each ``(1, S, S)`` array, or None.
+    """
+
+    def __init__(self, studies: list[PreparedStudy], load: Callable[[Path], tuple[np.ndarray, dict]], augment: Callable | None = None) -> None:
+        self.studies = studies
+        self.load = load
+        self.augment = augment
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def __getitem__(self, index: int):
+        import torch
+
+        from mmapps.data import Sample
+
+        study = self.studies[index]
+        arrays = [self.load(path)[0] for path in study.image_paths]
+        if self.augment is not None:
+            arrays = [self.augment(a) for a in arrays]
+        image = torch.from_numpy(np.stack(arrays))  # (E, 1, S, S)
+        return Sample(
+            sample_id=study.study_id,
+            group_id=study.subject_id,
+            inputs={"image": image, "note": study.note},
+            targets={"findings": torch.from_numpy(study.targets.copy())},
+            meta=dict(study.meta),
+        )
+
+
+def resolve_root(cfg: Any) -> Path:
+    """``cfg.data.root``, or the demo data (written once into ``data.demo_dir``) when unset."""
+    if cfg.data.root is not None:
+        root = Path(cfg.data.root).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"data.root {root}: not found; give a manifest CSV, a folder holding one, or a MIMIC-CXR root")
+        return root
+    from mmapps_domains.medical.demo import write_demo_data
+
+    demo = Path(cfg.data.demo_dir or Path.home() / ".cache" / "mmapps" / f"medical-demo-{cfg.data.demo_n}").expanduser()
+    if not (demo / "manifest.csv").is_file():
+        write_demo_data(demo, cfg.data.demo_n, seed=0)
+    return demo
+
+
+def index_records(root: Path, options: MedicalDataOptions) -> tuple[list[StudyRecord], dict[str, Any]]:
+    """Read the study index under ``root`` (manifest CSV, folder with a manifest, or MIMIC-CXR)."""
+    if root.is_file():
+        return read_manifest(root, _labels_path(root.parent, options)), {"layout": "manifest", "manifest": str(root)}
+    if (root / options.manifest).is_file():
+        return read_manifest(root / options.manifest, _labels_path(root, options)), {"layout": "manifest", "manifest": str(root / options.manifest)}
+    if is_mimic_root(root):
+        records, counts = read_mimic_layout(root, options.mimic_labels)
+        return records, {"layout": "mimic-cxr", **counts}
+    raise FileNotFoundError(f"data.root {root}: neither {options.manifest} nor a MIMIC-CXR layout (files/ + mimic-cxr-2.0.0-chexpert.csv) found")
+
+
+def _labels_path(base: Path, options: MedicalDataOptions) -> Path | None:
+    return (base / options.labels_csv) if options.labels_csv else None
+
+
+def prepare_study(record: StudyRecord, options: MedicalDataOptions, load: Callable, log: Any, base: Path) -> PreparedStudy | None:
+    """Check one study; report a problem to ``log`` (skip or stop) and return None when unusable."""
+    try:
+        targets = encode_labels(record.labels, options.findings, record.where, options.uncertain, options.blank)
+        note = select_note_text(read_note(record.note, base), options.note_sections, options.allow_report_leakage)
+    except (ValueError, FileNotFoundError) as err:
+        log.report(record.where, str(err))
+        return None
+    images: list[tuple[int, Path, dict]] = []
+    for path, known_view in zip(record.image_paths, record.views or [None] * len(record.image_paths)):
+        if not path.is_file():
+            log.report(path, f"image path does not exist (study {record.study_id}, {record.where})")
+            return None
+        meta: dict = {"view": known_view} if known_view else {}
+        if options.validate_images:
+            try:
+                meta = load(path)[1]
+            except (ValueError, FileNotFoundError) as err:
+                log.report(path, f"{str(err).removeprefix(str(path) + ': ')} (study {record.study_id})")
+                return None
+        view = meta.get("view") or "UNKNOWN"
+        view = "LATERAL" if view in ("LL", "RL", "LAT", "LATERAL") else view if view in _VIEW_RANK else "UNKNOWN"
+        if options.views == "frontal" and view not in ("PA", "AP") or options.views == "lateral" and view != "LATERAL":
+            continue
+        images.append((_VIEW_RANK[view], path, {**meta, "view": view}))
+    if not images:
+        log.report(record.where, f"study {record.study_id} has no image matching views={options.views!r}")
+        return None
+    images.sort(key=lambda item: item[0])
+    images = images[: options.max_images]
+    first = images[0][2]
+    meta = {
+        "study_id": record.study_id, "view": first.get("view"), "views": [m.get("view") for _, _, m in images],
+        "sex": first.get("sex"), "age": first.get("age"), "age_band": age_band(first.get("age")),
+        "n_images": len(images), "has_note": note is not None,
+    }
+    return PreparedStudy(record.study_id, record.subject_id, [p for _, p, _ in images], note, targets, meta)
+
+
+def _prevalence(studies: list[PreparedStudy]) -> list[float | None]:
+    if not studies:
+        return []
+    targets = np.stack([s.targets for s in studies])  # (N, L)
+    known = ~np.isnan(targets)
+    return [round(float(np.nansum(targets[:, j]) / known[:, j].sum()), 3) if known[:, j].any() else None for j in range(targets.shape[1])]
+
+
+def build_datasets(cfg: Any):
+    """Build the medical train / val / test datasets (the ``Domain.build_datasets`` contract).
+
+    Args:
+        cfg: `mmapps.config.RunConfig`; domain options in ``cfg.data.options`` (`MedicalDataOptions`).
+
+    Returns:
+        `mmapps.data.DatasetSplits` with ``split_of_group`` (subject_id -> split) and ``info``.
+
+    Raises:
+        mmapps.errors.DataError: when every study fails, or at the first failure under ``on_error=stop``.
+    """
+    from mmapps.data import DatasetSplits, IssueLog
+    from mmapps.errors import DataError
+    from mmapps_domains.medical.cache import PreprocessCache
+    from mmapps_domains.medical.patient_split import split_by_patient
+    from mmapps_domains.medical.transforms import build_augment, build_preprocess, preprocess_config
+
+    options = parse_options(cfg.data.options)
+    root = resolve_root(cfg)
+    records, info = index_records(root, options)
+    if records and isinstance(records[0].labels, dict):
+        check_findings(options.findings, list(records[0].labels), records[0].where)
+    cache_dir = Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else None
+    cache = PreprocessCache(cache_dir, preprocess_config(options))
+    preprocess = build_preprocess(options)
+    load = lambda path: cache.load(path, preprocess)  # noqa: E731
+    log = IssueLog(on_error=cfg.data.on_error)
+    base = root if root.is_dir() else root.parent
+    studies = [s for s in (prepare_study(r, options, load, log, base) for r in records) if s is not None]
+    if not studies:
+        raise DataError(f"data.root {root}: every one of {len(records)} studies failed ({log.summary()}); nothing to train on")
+    split_of_patient = split_by_patient(records, options.split_fractions, cfg.seed)
+    by_split = {name: [s for s in studies if split_of_patient[s.subject_id] == name] for name in ("train", "val", "test")}
+    from mmapps_domains.medical.losses import set_pos_weight
+
+    set_pos_weight(np.stack([s.targets for s in by_split["train"]]) if options.pos_weight == "auto" and by_split["train"] else None)
+    if options.allow_report_leakage:
+        info["notes"] = [
+            "REPORT LEAKAGE: the note input includes " + "/".join(s.upper() for s in options.note_sections)
+            + " (--allow-report-leakage). The labels were extracted from these sections, so these metrics overstate what the model can do from the clinical context."
+        ]
+    augment = build_augment(options.image_size, cfg.seed) if options.augment else None
+    info.update(
+        data_root=str(root), studies={k: len(v) for k, v in by_split.items()}, findings=list(options.findings),
+        uncertain_policy=options.uncertain, blank_policy=options.blank, note_sections=list(options.note_sections),
+        report_leakage=options.allow_report_leakage, skipped=len(log), issues_summary=log.summary(),
+        prevalence={name: _prevalence(v) for name, v in by_split.items()},
+    )
+    return DatasetSplits(
+        train=MedicalStudyDataset(by_split["train"], load, augment),
+        val=MedicalStudyDataset(by_split["val"], load),
+        test=MedicalStudyDataset(by_split["test"], load),
+        issues=log,
+        split_of_group={s: split_of_patient[s] for s in sorted({st.subject_id for st in studies})},
+        info=info,
+    )

@@ -1,0 +1,75 @@
+"""Medical ``data.options``: validated by `MedicalDataOptions` (referenced from ``Domain.data_options``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
+
+
+class MedicalDataOptions(BaseModel):
+    """Domain-specific data options (``--set data.options.<field>=<value>``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    findings: list[str] = Field(default_factory=lambda: list(CHEXPERT_FINDINGS), description="label columns, in output order")
+    uncertain: Literal["u-ignore", "u-zeros", "u-ones"] = Field("u-ignore", description="policy for -1 labels")
+    blank: Literal["negative", "masked"] = Field("negative", description="policy for blank (not mentioned) labels")
+    note_sections: list[str] = Field(default_factory=lambda: ["indication", "history"], description="note sections fed to the model")
+    allow_report_leakage: bool = Field(False, description="allow FINDINGS / IMPRESSION as input (--allow-report-leakage)")
+    views: Literal["all", "frontal", "lateral"] = Field("all", description="which images of a study to use")
+    max_images: int = Field(2, ge=1, description="images per study kept (frontal first)")
+    image_size: int = Field(128, ge=16, le=1024, description="square side after resize (longest side) and padding")
+    augment: bool = Field(True, description="random affine / contrast / noise on the training split only")
+    multiframe: Literal["first", "all", "reject"] = Field("first", description="policy for multi-frame DICOM objects")
+    allowed_modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"])
+    manifest: str = Field("manifest.csv", description="manifest file name under data.root (or data.root is the CSV itself)")
+    labels_csv: str | None = Field(None, description="label CSV joined by study_id when the manifest has no label columns (default: labels.csv beside it)")
+    mimic_labels: Literal["chexpert", "negbio"] = Field("chexpert", description="which MIMIC-CXR-JPG label file to use")
+    split_fractions: tuple[float, float, float] = Field((0.6, 0.2, 0.2), description="train/val/test patient fractions when no split is given")
+    pos_weight: Literal["none", "auto"] = Field("none", description="BCE pos_weight: none, or auto = negatives/positives per finding on train")
+    validate_images: bool = Field(True, description="decode every image while indexing so bad files are skipped before training")
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _sums_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if abs(sum(value) - 1.0) > 1e-6 or min(value) < 0:
+            raise ValueError(f"split_fractions {value} must be three non-negative numbers summing to 1")
+        return value
+
+    @field_validator("note_sections")
+    @classmethod
+    def _known_sections(cls, value: list[str]) -> list[str]:
+        from mmapps_domains.medical.notes import KNOWN_SECTIONS
+
+        bad = [s for s in value if s not in KNOWN_SECTIONS]
+        if bad:
+            raise ValueError(f"note_sections {bad}: accepted {list(KNOWN_SECTIONS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _leakage_switch(self) -> "MedicalDataOptions":
+        from mmapps_domains.medical.notes import LEAKING_SECTIONS
+
+        leaking = [s for s in self.note_sections if s in LEAKING_SECTIONS]
+        if leaking and not self.allow_report_leakage:
+            raise ValueError(
+                f"note_sections {leaking} hold the text the labels were extracted from; "
+                "using them requires --allow-report-leakage (data.options.allow_report_leakage=true)"
+            )
+        return self
+
+
+def parse_options(raw: dict) -> MedicalDataOptions:
+    """Validate ``cfg.data.options`` into `MedicalDataOptions` (one readable error on a bad value)."""
+    from pydantic import ValidationError
+
+    from mmapps.errors import ConfigError
+
+    try:
+        return MedicalDataOptions.model_validate(raw or {})
+    except ValidationError as err:
+        problems = "; ".join(f"data.options.{'.'.join(map(str, p['loc']))}: {p['msg']} (found {p.get('input')!r})" for p in err.errors())
+        raise ConfigError(f"invalid medical data options: {problems}") from None

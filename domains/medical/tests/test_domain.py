@@ -1,0 +1,81 @@
+"""The domain object: light import, valid recipes, registered through the entry point, smoke run end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmapps_domains.medical import FINDINGS, domain
+from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
+
+
+def test_import_is_light():
+    code = "import sys, mmapps_domains.medical; print([m for m in ('torch', 'pydicom', 'monai', 'transformers') if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+
+
+def test_declarations():
+    assert FINDINGS == CHEXPERT_FINDINGS
+    assert domain.modality("image").layout == "padded" and domain.modality("note").layout == "text"
+    assert domain.primary_task.primary_metric == "auroc/macro" and domain.primary_task.head == "multilabel"
+    assert {"default", "gpu", "smoke", "quick"} <= set(domain.recipes)
+
+
+@pytest.mark.parametrize("recipe", ["default", "gpu", "smoke", "quick"])
+def test_recipes_resolve(recipe):
+    from mmapps.workflows.resolve import resolve_config
+
+    cfg = resolve_config(domain, recipe)
+    assert cfg.model.encoders["image"].name == "image_cnn" and cfg.model.encoders["note"].name == "text_transformer"
+    assert cfg.data.options["uncertain"] == "u-ignore"
+
+
+def test_entry_point_finds_the_domain():
+    from mmapps.plugins import get_domain
+
+    assert get_domain("medical") is domain
+
+
+def test_loss_masks_nan_and_pos_weight():
+    from mmapps_domains.medical.losses import findings_bce, set_pos_weight
+
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.0]], requires_grad=True)
+    targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
+    loss = findings_bce(logits, targets)
+    expected = torch.nn.functional.binary_cross_entropy_with_logits(logits[[0, 1, 1], [0, 0, 1]], torch.tensor([1.0, 0.0, 1.0]))
+    assert torch.allclose(loss, expected)
+    loss.backward()
+    assert logits.grad[0, 1] == 0
+    import numpy as np
+
+    assert set_pos_weight(np.array([[1, 0], [0, 0], [0, np.nan], [0, 1]], dtype=float)) == [3.0, 2.0]
+    weighted = findings_bce(logits.detach(), targets)
+    set_pos_weight(None)
+    assert weighted > findings_bce(logits.detach(), targets)
+
+
+@pytest.mark.slow
+def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import build_app
+
+    monkeypatch.setenv("MMAPPS_CACHE", str(tmp_path / "cache"))
+    result = CliRunner().invoke(build_app(), ["medical", "train", "--recipe", "smoke", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "auroc/macro" in metrics and "auroc/Edema" in metrics
+    rows = list(csv.DictReader((run / "predictions.csv").open()))
+    assert rows and list(rows[0])[:3] == ["study_id", "view", "n_images"] and "subject_id" not in rows[0]
+    report = (run / "report.md").read_text()
+    assert "Findings: AUROC with 95% CI" in report and "Grad-CAM" in report and "Calibration" in report
+    for secret in ("MRN", "ACC5", "Demo General Hospital"):
+        assert secret not in report and secret not in (run / "predictions.csv").read_text()
+    assert (run / "figures" / "medical_gradcam.png").is_file() and (run / "figures" / "medical_reliability.png").is_file()

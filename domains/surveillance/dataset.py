@@ -1,0 +1,122 @@
+"""Datasets of `mmapps.data.Sample`, one per clip, and ``build_datasets(cfg)``.
+
+Sample layout (W windows of ``window_s`` seconds, see `windows`):
+
+- inputs: ``video`` float (W, F, C, H, W') in [0, 1]; ``audio`` float (W, n_mels, mel_frames) log-mel;
+  ``chat`` float (W, 385) per-window MiniLM message vector; ``features`` float (W, F) pre-extracted
+  features. All "padded" over windows; an absent modality is an empty (0, ...) tensor, which
+  collates to ``present=False``.
+- targets: ``events`` float (W, C) per-window labels (NaN = unknown: weak regime, no segments);
+  ``clip`` float (C,) clip labels.
+- meta: fps (native), window_s, window_starts, duration, segments [[start, end, class]], clip_labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from mmapps.data import DatasetSplits, IssueLog, Sample
+from mmapps_domains.surveillance.annotations import ClipEntry, read_manifest
+from mmapps_domains.surveillance.errors import MediaError
+from mmapps_domains.surveillance.options import SurveillanceDataOptions, data_options
+from mmapps_domains.surveillance.preprocess import ClipFeatures, load_clip_features
+from mmapps_domains.surveillance.text_embed import EMBED_DIM
+from mmapps_domains.surveillance.windows import window_labels
+
+
+def absent_or(array: np.ndarray | None, element_shape: tuple[int, ...]) -> torch.Tensor:
+    """The array as float tensor, or an empty ``(0, *element_shape)`` one for an absent modality.
+
+    The core collate needs one real example per modality in a batch; a zero-length padded tensor
+    is such an example and still collates to ``present=False`` (its window mask is all False).
+    """
+    if array is None:
+        return torch.zeros((0,) + tuple(element_shape))
+    return torch.from_numpy(np.asarray(array, np.float32))
+
+
+def clip_sample(entry: ClipEntry, clip: ClipFeatures, opts: SurveillanceDataOptions, split: str) -> Sample:
+    """Build the `Sample` of one preprocessed clip (see the module docstring for the layout)."""
+    n_windows, classes = clip.frames.shape[0], opts.classes
+    if entry.segments is None or (opts.regime == "weak" and split == "train"):
+        events = np.full((n_windows, len(classes)), np.nan, np.float32)
+    else:
+        events = window_labels(entry.segments, n_windows, opts.window_s, classes, opts.label_overlap)
+    labels = set(entry.labels) | {s.label for s in entry.segments or ()}
+    clip_target = np.array([float(c in labels) for c in classes], np.float32)
+    inputs = {
+        "video": torch.from_numpy(clip.frames).float() / 255.0,
+        "audio": absent_or(clip.mel, (opts.n_mels, opts.mel_frames)),
+        "chat": absent_or(clip.chat, (EMBED_DIM + 1,)),
+        "features": absent_or(clip.features, (opts.features_dim or 1,)),
+    }
+    meta = {
+        "fps": clip.fps, "window_s": opts.window_s, "duration": clip.duration,
+        "window_starts": [round(w * opts.window_s, 6) for w in range(n_windows)],
+        "segments": [[s.start, s.end, s.label] for s in entry.segments or ()],
+        "clip_labels": sorted(labels), "split": split, "classes": list(classes),
+    }
+    targets = {"events": torch.from_numpy(events), "clip": torch.from_numpy(clip_target)}
+    return Sample(sample_id=entry.clip_id, group_id=entry.clip_id, inputs=inputs, targets=targets, meta=meta)
+
+
+class SurveillanceDataset(Dataset):
+    """Clips of one split; features kept in memory, or read from the cache when ``cache_dir`` is set."""
+
+    def __init__(self, entries: list[ClipEntry], clips: list[ClipFeatures | None], opts: SurveillanceDataOptions, split: str, cache_dir: Path | None) -> None:
+        self.entries, self.clips, self.opts, self.split, self.cache_dir = entries, clips, opts, split, cache_dir
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Sample:
+        entry = self.entries[index]
+        clip = self.clips[index] or load_clip_features(entry, self.opts.window_spec(), IssueLog(), self.cache_dir, self.opts.require_audio)
+        return clip_sample(entry, clip, self.opts, self.split)
+
+
+def assign_split(entry: ClipEntry, opts: SurveillanceDataOptions) -> str:
+    """The manifest's split, else a stable hash of the clip id against the configured fractions."""
+    if entry.split:
+        if entry.split not in ("train", "val", "test"):
+            raise ValueError(f"field 'split': found {entry.split!r}; expected train, val or test")
+        return entry.split
+    u = int(hashlib.sha1(entry.clip_id.encode()).hexdigest()[:8], 16) / 2**32
+    return "test" if u < opts.test_fraction else ("val" if u < opts.test_fraction + opts.val_fraction else "train")
+
+
+def build_datasets(cfg: Any) -> DatasetSplits:
+    """Read the manifest under ``cfg.data.root``, preprocess (and cache) every clip, split them.
+
+    Unreadable clips, chat lines and annotations are reported to the `IssueLog` (skip or stop per
+    ``cfg.data.on_error``) and counted in the run summary.
+    """
+    opts = data_options(cfg.data.options)
+    root = Path(cfg.data.root)
+    issues = IssueLog(on_error=cfg.data.on_error)
+    entries = read_manifest(root, opts.classes, issues, opts.manifest)
+    spec, cache_dir = opts.window_spec(), cfg.data.cache_dir
+    by_split: dict[str, tuple[list, list]] = {s: ([], []) for s in ("train", "val", "test")}
+    for entry in entries:
+        try:
+            split = assign_split(entry, opts)
+            clip = load_clip_features(entry, spec, issues, cache_dir, opts.require_audio)
+        except (MediaError, ValueError, FileNotFoundError) as err:
+            issues.report(entry.clip, str(err))
+            continue
+        by_split[split][0].append(entry)
+        by_split[split][1].append(None if cache_dir is not None else clip)
+    if not any(by_split[s][0] for s in by_split):
+        from mmapps.errors import DataError
+
+        raise DataError(f"surveillance: no usable clip under {root} ({issues.summary()})")
+    datasets = {s: SurveillanceDataset(e, c, opts, s, cache_dir) for s, (e, c) in by_split.items()}
+    info = {"root": str(root), "classes": opts.classes, "regime": opts.regime, **{f"clips/{s}": len(d) for s, d in datasets.items()}}
+    split_of_group = {e.clip_id: s for s, (es, _) in by_split.items() for e in es}
+    return DatasetSplits(datasets["train"], datasets["val"], datasets["test"], issues, split_of_group, info)

@@ -1,0 +1,142 @@
+"""Video reading: decode any FFmpeg container/codec with PyAV, sample low-resolution frames per window.
+
+Frames are sampled at fixed times (``WindowSpec.frame_times``): each sample is the frame on screen
+at that time (the last decoded frame whose timestamp is <= the sampling time), so the result does
+not depend on the native frame rate or on variable frame timing. Only sampled frames are scaled
+(by FFmpeg's swscale, area interpolation), which keeps 720p decoding cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmapps_domains.surveillance.errors import MediaError
+from mmapps_domains.surveillance.windows import WindowSpec
+
+
+@dataclass
+class VideoInfo:
+    """What the container says about its video stream."""
+
+    fps: float
+    declared_duration: float | None
+    codec: str
+    width: int
+    height: int
+
+
+def open_container(path: Path) -> Any:
+    """Open a media file with PyAV, turning FFmpeg errors into a `MediaError` naming the file."""
+    import av
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"clip {path}: not found")
+    try:
+        return av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError) as err:
+        raise MediaError(
+            f"clip {path}: FFmpeg cannot open it ({err}); the file is truncated, corrupt or not a media file. "
+            "Accepted: any container/codec FFmpeg decodes (mp4, avi, mkv, webm; h264, hevc, mpeg4, vp9, mjpeg)."
+        ) from None
+
+
+def video_info(container: Any, path: Path) -> VideoInfo:
+    """Describe the first video stream of an open container; `MediaError` when there is none."""
+    if not container.streams.video:
+        raise MediaError(f"clip {path}: has no video stream (streams found: {[s.type for s in container.streams]})")
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 25.0
+    declared = None
+    if stream.duration is not None and stream.time_base is not None:
+        declared = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        declared = container.duration / 1_000_000
+    return VideoInfo(fps, declared, stream.codec_context.name, stream.codec_context.width, stream.codec_context.height)
+
+
+class VideoWindowSampler:
+    """Turns decoded frames, fed in order, into per-window stacks of sampled frames.
+
+    ``feed(frame)`` returns the windows completed by that frame; ``finish(end_time)`` returns the
+    rest. Memory stays bounded: one pending window and the last frame are held.
+    """
+
+    def __init__(self, spec: WindowSpec) -> None:
+        self.spec = spec
+        self.window = 0
+        self.slots: list[np.ndarray] = []
+        self.last_frame: Any = None
+        self.last_time = -1.0
+
+    def _scaled(self, frame: Any) -> np.ndarray:
+        fmt = "gray" if self.spec.channels == 1 else "rgb24"
+        img = frame.reformat(width=self.spec.width, height=self.spec.height, format=fmt, interpolation="AREA").to_ndarray()
+        return img[None] if img.ndim == 2 else img.transpose(2, 0, 1)  # (C, H, W)
+
+    def _fill_until(self, time: float) -> list[tuple[int, np.ndarray]]:
+        """Assign the last frame to every sampling time before ``time``; return completed windows."""
+        done = []
+        while self.last_frame is not None:
+            t = self.spec.frame_times(self.window)[len(self.slots)]
+            if t >= time:
+                break
+            self.slots.append(self._scaled(self.last_frame))
+            if len(self.slots) == self.spec.frames_per_window:
+                done.append((self.window, np.stack(self.slots)))  # (F, C, H, W)
+                self.window += 1
+                self.slots = []
+        return done
+
+    def feed(self, frame: Any, time: float) -> list[tuple[int, np.ndarray]]:
+        """Feed one decoded frame shown from ``time`` seconds; returns completed (window, frames)."""
+        done = self._fill_until(time)
+        self.last_frame, self.last_time = frame, time
+        return done
+
+    def finish(self, end_time: float) -> list[tuple[int, np.ndarray]]:
+        """Flush at the end of the stream (``end_time`` = last frame time + its duration)."""
+        done = self._fill_until(end_time)
+        if self.slots and self.last_frame is not None:
+            while len(self.slots) < self.spec.frames_per_window:
+                self.slots.append(self._scaled(self.last_frame))
+            done.append((self.window, np.stack(self.slots)))
+            self.window += 1
+            self.slots = []
+        return done
+
+
+def check_complete(path: Path, info: VideoInfo, decoded_end: float) -> None:
+    """Raise `MediaError` when far less video decoded than the container declares (truncated file)."""
+    if info.declared_duration and decoded_end < 0.9 * info.declared_duration - 2.0 / info.fps:
+        raise MediaError(
+            f"clip {path}: truncated or corrupt video: decoded {decoded_end:.2f} s of the "
+            f"{info.declared_duration:.2f} s its container declares ({info.codec})"
+        )
+
+
+def read_video(path: Path, spec: WindowSpec) -> tuple[np.ndarray, VideoInfo, float]:
+    """Read a whole clip's sampled frames (video only; see `stream.iter_media_windows` for audio too).
+
+    Args:
+        path: any FFmpeg-readable clip.
+        spec: window and sampling settings.
+
+    Returns:
+        (frames uint8 (W, F, C, H, W'), stream info, decoded duration in seconds).
+
+    Raises:
+        MediaError: unreadable, truncated or video-less file.
+    """
+    from mmapps_domains.surveillance.stream import iter_media_windows
+
+    windows, info, duration = [], None, 0.0
+    for item in iter_media_windows(path, spec, with_audio=False):
+        windows.append(item.frames)
+        info, duration = item.info, item.duration
+    return np.stack(windows), info, duration

@@ -1,0 +1,150 @@
+"""``watch``: stream a recording through a trained model, write alerts as they close.
+
+Windows are decoded, featurised and scored as they arrive (`stream.iter_media_windows` +
+`streaming.StreamingScorer`), so memory does not grow with the clip's length beyond a few floats
+per window. Alerts follow the segment rule of `events` (per class: windows >= threshold, merged
+across gaps of <= 1 window) and are written when they close: ``{"start", "end", "class", "score"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from mmapps.data import IssueLog, Sample, collate_samples
+from mmapps.errors import ConfigError
+
+
+@dataclass
+class WatchResult:
+    n_windows: int
+    n_alerts: int
+    duration: float
+    seconds: float
+
+    @property
+    def real_time_factor(self) -> float:
+        """Seconds of recording processed per second of wall-clock time (model loading excluded)."""
+        return self.duration / self.seconds if self.seconds > 0 else float("inf")
+
+
+class AlertTracker:
+    """Per class: open an alert at a window >= threshold, close it after more than ``merge_gap`` quiet windows."""
+
+    def __init__(self, classes: list[str], window_s: float, threshold: float, merge_gap: int = 1) -> None:
+        self.classes, self.window_s, self.threshold, self.merge_gap = classes, window_s, threshold, merge_gap
+        self.open: dict[int, list] = {}  # class -> [first window, last window above, max score]
+
+    def update(self, w: int, scores: np.ndarray) -> list[dict]:
+        closed = []
+        for c, s in enumerate(scores):
+            alert = self.open.get(c)
+            if s >= self.threshold:
+                if alert is None:
+                    self.open[c] = [w, w, float(s)]
+                else:
+                    alert[1], alert[2] = w, max(alert[2], float(s))
+            elif alert is not None and w - alert[1] > self.merge_gap:
+                closed.append(self._emit(c))
+        return closed
+
+    def finish(self) -> list[dict]:
+        return [self._emit(c) for c in sorted(self.open)]
+
+    def _emit(self, c: int) -> dict:
+        first, last, score = self.open.pop(c)
+        return {"start": round(first * self.window_s, 3), "end": round((last + 1) * self.window_s, 3), "class": self.classes[c], "score": round(score, 4)}
+
+
+def load_trained(checkpoint: Path) -> tuple[Any, Any, Any]:
+    """(cfg, domain, model in eval mode) from an inference checkpoint."""
+    import yaml
+
+    from mmapps.config import validate_config
+    from mmapps.models.build import build_model
+    from mmapps.train import checkpoint as ckpt
+    from mmapps_domains.surveillance import domain
+
+    state, metadata = ckpt.read_inference_checkpoint(Path(checkpoint))
+    cfg = validate_config(yaml.safe_load(metadata["config"]))
+    model = build_model(cfg, domain)
+    ckpt.load_weights(model, state, Path(checkpoint))
+    return cfg, domain, model.eval()
+
+
+def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], audio: Path | None, chat: Path | None, start_time: str | None) -> Iterator[tuple[Any, Any]]:
+    """Yield (media window, collated one-window `Batch`) as the clip is decoded."""
+    import torch
+
+    from mmapps_domains.surveillance.audio import log_mel
+    from mmapps_domains.surveillance.chat import read_chat
+    from mmapps_domains.surveillance.options import data_options
+    from mmapps_domains.surveillance.stream import iter_media_windows
+    from mmapps_domains.surveillance.dataset import absent_or
+    from mmapps_domains.surveillance.text_embed import EMBED_DIM, window_chat_vectors
+
+    if "features" in modalities:
+        raise ConfigError("watch: this model uses pre-extracted features, which a live stream does not have; train without 'features'")
+    opts = data_options(cfg.data.options)
+    spec = opts.window_spec()
+    messages = read_chat(chat, IssueLog(on_error="skip"), start_time=start_time) if chat else None
+    layouts = {m: domain.modality(m).layout for m in modalities}
+    for item in iter_media_windows(clip, spec, audio_path=audio, with_audio="audio" in modalities):
+        inputs: dict[str, Any] = {"video": torch.from_numpy(item.frames).float().unsqueeze(0) / 255.0}
+        inputs["audio"] = absent_or(log_mel(item.audio[None], spec) if item.audio is not None else None, (spec.n_mels, spec.mel_frames))
+        chat_vec = None
+        if messages is not None:
+            chat_vec = window_chat_vectors([[m.text for m in messages if item.start <= m.t < item.start + spec.window_s]])
+        inputs["chat"] = absent_or(chat_vec, (EMBED_DIM + 1,))
+        sample = Sample(str(clip), str(clip), {m: inputs[m] for m in modalities}, meta={"window_starts": [item.start]})
+        yield item, collate_samples([sample], layouts)
+
+
+def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Path | None = None, start_time: str | None = None,
+               out: Path = Path("alerts.jsonl"), scores_out: Path | None = None, threshold: float | None = None,
+               threads: int | None = 1) -> WatchResult:
+    """Run a trained model over ``clip`` as a stream; write alerts (and optionally per-window scores) as JSONL.
+
+    ``threads``: torch intra-op threads (default 1: per-window work is small, so extra threads
+    mostly add synchronisation, and a live system runs several streams side by side); None keeps
+    torch's setting.
+    """
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    from mmapps.models.build import selected_modalities
+    from mmapps_domains.surveillance.options import data_options
+    from mmapps_domains.surveillance.streaming import StreamingScorer
+
+    cfg, domain, model = load_trained(checkpoint)
+    opts = data_options(cfg.data.options)
+    scorer = StreamingScorer(model)
+    if chat is not None:
+        from mmapps_domains.surveillance.text_embed import embed_texts
+
+        embed_texts(["warm-up"])  # load the text model before the clock starts
+    started = time.perf_counter()
+    tracker = AlertTracker(opts.classes, opts.window_s, opts.alert_threshold if threshold is None else threshold)
+    n_windows = n_alerts = 0
+    duration = 0.0
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as alerts_file, (open(scores_out, "w") if scores_out else open("/dev/null", "w")) as scores_file:
+        for item, batch in window_batches(Path(clip), cfg, domain, selected_modalities(cfg, domain), audio, chat, start_time):
+            scores = torch.sigmoid(scorer.step(batch)).numpy()
+            scores_file.write(json.dumps({"window": item.index, "start": item.start, "scores": scores.tolist()}) + "\n")
+            for alert in tracker.update(item.index, scores):
+                alerts_file.write(json.dumps(alert) + "\n")
+                alerts_file.flush()
+                n_alerts += 1
+            n_windows, duration = n_windows + 1, item.duration
+        for alert in tracker.finish():
+            alerts_file.write(json.dumps(alert) + "\n")
+            n_alerts += 1
+    return WatchResult(n_windows, n_alerts, duration, time.perf_counter() - started)
