@@ -27,7 +27,8 @@ def write_720p_clip(path: Path, seconds: float, fps: int = 25, sr: int = 16000) 
     n = int(seconds * fps)
     x = np.linspace(0, 255, 1280, dtype=np.float32)[None, :, None]
     y = np.linspace(0, 255, 720, dtype=np.float32)[:, None, None]
-    frames = (np.clip((x + 5 * i) % 255 * 0.5 + y * 0.5, 0, 255).astype(np.uint8).repeat(3, 2) for i in range(n))
+    loop = [np.clip((x + 10 * i) % 255 * 0.5 + y * 0.5, 0, 255).astype(np.uint8).repeat(3, 2) for i in range(fps)]
+    frames = (loop[i % fps] for i in range(n))  # a 1 s motion loop, streamed into the encoder
     t = np.arange(int(seconds * sr)) / sr
     audio = (0.2 * np.sin(2 * np.pi * 440 * t) + 0.02 * np.random.default_rng(0).normal(size=t.size)).astype(np.float32)
     return write_clip(path, frames, fps, audio, sr)

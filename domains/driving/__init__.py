@@ -21,7 +21,8 @@ RECIPES = {
     "default": {
         "data": {"demo_n": 200, "options": _DEMO_DATA},
         "model": {"fusion": {"name": "painting", "modality_dropout": 0.2},
-                  "options": {"pillar_size": 0.32, "pfn_channels": 32, "backbone_channels": [48, 64], "head_channels": 48, "image_channels": 16}},
+                  "options": {"pillar_size": 0.32, "pfn_channels": 32, "backbone_channels": [48, 64], "head_channels": 48, "image_channels": 16,
+                              "cpu_threads": 1}},
         "train": {"epochs": 12, "batch_size": 4, "lr": 0.003, "weight_decay": 0.01, "grad_clip": 10.0, "warmup_fraction": 0.05},
         "eval": {"bootstrap_resamples": 0},
     },

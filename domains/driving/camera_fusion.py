@@ -60,8 +60,9 @@ def sample_features(feature_map: Tensor, batch_index: Tensor, uv: Tensor, image_
 
 def project(points: Tensor, lidar_to_image: Tensor, batch_index: Tensor, image_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
     """Project LiDAR points (K, 3) with per-sample (B, 3, 4) matrices; returns uv (K, 2) and a validity mask (K,)."""
-    m = lidar_to_image[batch_index]  # (K, 3, 4)
-    uvw = torch.einsum("kij,kj->ki", m[:, :, :3], points) + m[:, :, 3]
+    with torch.autocast(device_type=points.device.type, enabled=False):  # pixel coordinates need fp32, not bf16
+        m = lidar_to_image.float()[batch_index]  # (K, 3, 4)
+        uvw = torch.einsum("kij,kj->ki", m[:, :, :3], points.float()) + m[:, :, 3]
     depth = uvw[:, 2]
     uv = uvw[:, :2] / depth.clamp(min=1e-3)[:, None]
     valid = (depth > 0.1) & (uv[:, 0] >= 0) & (uv[:, 0] < image_hw[1]) & (uv[:, 1] >= 0) & (uv[:, 1] < image_hw[0])

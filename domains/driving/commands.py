@@ -8,18 +8,21 @@ import typer
 
 
 def evaluate_result_files(labels: Path, results: Path, classes: tuple[str, ...] = ("Car", "Pedestrian", "Cyclist")) -> dict[str, float]:
-    """KITTI AP of a folder of result files against a folder of label_2 files (frames = label files).
+    """KITTI AP of a folder of result files against a folder of label_2 files.
 
-    A frame without a result file counts as a frame without detections.
+    The evaluated frames are those with a result file (a split's predictions), each needing its label file.
     """
     from mmapps_domains.driving.evaluation import kitti_eval
     from mmapps_domains.driving.kitti import objects_to_arrays, read_label
 
-    label_files = sorted(Path(labels).glob("*.txt"))
-    if not label_files:
-        raise FileNotFoundError(f"{labels}: no label_2 .txt files")
-    gts = [objects_to_arrays(read_label(p)) for p in label_files]
-    dts = [objects_to_arrays(read_label(Path(results) / p.name) if (Path(results) / p.name).is_file() else []) for p in label_files]
+    result_files = sorted(Path(results).glob("*.txt"))
+    if not result_files:
+        raise FileNotFoundError(f"{results}: no result .txt files")
+    missing = [p.name for p in result_files if not (Path(labels) / p.name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{labels}: no label file for {len(missing)} result file(s), e.g. {missing[:3]}")
+    gts = [objects_to_arrays(read_label(Path(labels) / p.name)) for p in result_files]
+    dts = [objects_to_arrays(read_label(p)) for p in result_files]
     return kitti_eval(gts, dts, classes).ap
 
 

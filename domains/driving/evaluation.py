@@ -148,6 +148,51 @@ def compute_statistics(overlaps: np.ndarray, gt_alpha: np.ndarray, dt_alpha: np.
     return tp, fp, fn, similarity, scores
 
 
+def statistics_at_thresholds(overlaps: np.ndarray, gt_alpha: np.ndarray, dt_alpha: np.ndarray, dt_score: np.ndarray, dt_bbox: np.ndarray,
+                             ignored_gt: np.ndarray, ignored_dt: np.ndarray, dc_boxes: np.ndarray, metric: str, min_overlap: float,
+                             thresholds: np.ndarray, compute_aos: bool) -> np.ndarray:
+    """`compute_statistics` with ``compute_fp=True`` at every score threshold at once.
+
+    The devkit's greedy matching runs once per ground-truth object with (T, N) masks, one row per
+    threshold, instead of once per threshold.
+
+    Returns:
+        (T, 4) tp, fp, fn, similarity (0 where undefined) per threshold.
+    """
+    t_count, n_dt = len(thresholds), len(dt_score)
+    usable = (dt_score[None, :] >= thresholds[:, None]) & (ignored_dt != -1)[None, :]  # (T, N)
+    assigned = np.zeros((t_count, n_dt), dtype=bool)
+    tp, fn = np.zeros(t_count), np.zeros(t_count)
+    similarity = np.zeros(t_count)
+    rows = np.arange(t_count)
+    if n_dt == 0:
+        fn += float((ignored_gt == 0).sum())
+        return np.stack([tp, np.zeros(t_count), fn, similarity], 1)
+    for i in np.flatnonzero(ignored_gt != -1):
+        cand = usable & ~assigned & (overlaps[:, i] > min_overlap)[None, :]
+        good = cand & (ignored_dt == 0)[None, :]
+        has_good, has_any = good.any(1), cand.any(1)
+        best_good = np.where(good, overlaps[:, i][None, :], -1.0).argmax(1)
+        first_any = cand.argmax(1)
+        det = np.where(has_good, best_good, np.where(has_any, first_any, -1))
+        found = det >= 0
+        if ignored_gt[i] == 0:
+            fn += ~found
+        safe = np.maximum(det, 0)
+        counted = found & (ignored_gt[i] == 0) & (ignored_dt[safe] == 0)
+        tp += counted
+        if compute_aos:
+            similarity += np.where(counted, (1.0 + np.cos(gt_alpha[i] - dt_alpha[safe])) / 2.0, 0.0)
+        assigned[rows[found], safe[found]] = True
+    free = ~assigned & (ignored_dt == 0)[None, :] & (dt_score[None, :] >= thresholds[:, None])
+    if metric == "bbox" and len(dc_boxes):
+        to_dc = image_box_overlap(dt_bbox, dc_boxes, 0)
+        for d in range(len(dc_boxes)):
+            free &= ~(to_dc[:, d] > min_overlap)[None, :]
+    fp = free.sum(1).astype(float)
+    return np.stack([tp, fp, fn, similarity], 1)
+
+
 def get_thresholds(scores: np.ndarray, num_gt: int, num_sample_pts: int = N_SAMPLE_PTS) -> list[float]:
     """Scores at which recall crosses the ``num_sample_pts`` recall points (the devkit's rule)."""
     scores = np.sort(scores)[::-1]
@@ -188,10 +233,10 @@ def eval_class(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], cls: st
     precision, recall, aos = np.zeros(N_SAMPLE_PTS), np.zeros(N_SAMPLE_PTS), np.zeros(N_SAMPLE_PTS)
     thresholds = get_thresholds(np.array(all_scores), num_gt) if num_gt else []
     pr = np.zeros((len(thresholds), 4))
-    for frame in frames:
-        for t, thresh in enumerate(thresholds):
-            tp, fp, fn, sim, _ = compute_statistics(*frame, metric, min_overlap, thresh, True, compute_aos)
-            pr[t] += (tp, fp, fn, sim if sim != -1 else 0.0)
+    if thresholds:
+        thr = np.array(thresholds)
+        for frame in frames:
+            pr += statistics_at_thresholds(*frame, metric, min_overlap, thr, compute_aos)
     n = len(thresholds)
     if n:
         recall[:n] = pr[:, 0] / np.maximum(pr[:, 0] + pr[:, 2], 1e-12)

@@ -96,7 +96,14 @@ def pillarise(points: Tensor, batch_index: Tensor, point_range: tuple[float, ...
     point_index = torch.nonzero(keep).squeeze(1)
     pts, ix, iy, b = points[point_index, :4], ix[point_index], iy[point_index], batch_index[point_index].long()
     key = (b * ny + iy) * nx + ix
-    unique_keys, inverse = torch.unique(key, return_inverse=True)
+    cells = (int(b.max()) + 1 if b.numel() else 1) * ny * nx
+    if cells <= 50_000_000:  # dense occupancy + cumsum: the sorted unique keys without sorting
+        occupied = torch.zeros(cells, dtype=torch.bool, device=pts.device)
+        occupied[key] = True
+        unique_keys = torch.nonzero(occupied).squeeze(1)
+        inverse = (torch.cumsum(occupied, 0) - 1)[key]
+    else:
+        unique_keys, inverse = torch.unique(key, return_inverse=True)
     count = torch.bincount(inverse, minlength=unique_keys.numel()).clamp(min=1).to(pts.dtype)
     mean = torch.zeros(unique_keys.numel(), 3, dtype=pts.dtype, device=pts.device).index_add_(0, inverse, pts[:, :3]) / count[:, None]
     centre_x = (ix.to(pts.dtype) + 0.5) * pillar_size + point_range[0]

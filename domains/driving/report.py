@@ -115,14 +115,15 @@ def kitti_sections(ctx: Any) -> list:
     counts = ", ".join(f"{c}: {int(result.ap[f'num_gt/{c}/moderate'])}" for c in options.classes)
     sections = [
         Section("KITTI AP (test split)", f"AP in percent, AP_R40 with AP_R11 in brackets; IoU thresholds {dict((c, options.min_iou.get(c, {'Car': 0.7}.get(c, 0.5))) for c in options.classes)}; "
-                f"moderate ground-truth objects: {counts}.\n\n" + ap_table(result.ap, options.classes), [pr]),
+                f"moderate ground-truth objects: {counts}.\n\n" + ap_table(result.ap, options.classes), [pr], data={"ap": result.ap}),
         Section("Detections: bird's-eye view and camera", "Ground truth in green, detections in red (camera: score >= 0.3), boxes projected with P2.", _figures(ctx, records, options)),
     ]
-    sections.append(Section("Fusion diagnostics", _fusion_markdown(ctx, gts, dts, options, {m.name: m.layout for m in domain.modalities})))
+    markdown, by_range = _fusion_markdown(ctx, gts, dts, options, {m.name: m.layout for m in domain.modalities})
+    sections.append(Section("Fusion diagnostics", markdown, data={"bev_ap_r40_moderate_by_range": by_range}))
     return sections
 
 
-def _fusion_markdown(ctx: Any, gts: list, dts: list, options: DrivingDataOptions, layouts: dict[str, str]) -> str:
+def _fusion_markdown(ctx: Any, gts: list, dts: list, options: DrivingDataOptions, layouts: dict[str, str]) -> tuple[str, dict]:
     classes = options.classes
     rows = {"as trained": ap_by_range(gts, dts, classes, options.min_iou)}
     fusion = getattr(ctx.model, "fusion", "lidar_only")
@@ -138,4 +139,4 @@ def _fusion_markdown(ctx: Any, gts: list, dts: list, options: DrivingDataOptions
     lines.append("\nAs in the devkit, AP_R40 of a bin with n < 40 objects cannot exceed n/40: compare rows within a bin, not across bins. "
                  "A fused model that loses AP when the camera is removed relies on the image; one that does not may be ignoring it. "
                  "Compare with a `--set model.fusion.name=lidar_only` run for the LiDAR-only baseline.")
-    return "\n".join(lines)
+    return "\n".join(lines), rows

@@ -180,11 +180,13 @@ def _honour_bits_stored(arr: np.ndarray, bits_stored: int, pixel_representation:
     """Mask bits above BitsStored and sign-extend signed data (idempotent on already-correct values)."""
     if arr.dtype.kind not in "iu" or bits_stored >= arr.dtype.itemsize * 8:
         return arr
-    values = arr.astype(np.int64) & ((1 << bits_stored) - 1)
-    if pixel_representation == 1:
-        sign = 1 << (bits_stored - 1)
-        values = (values ^ sign) - sign
-    return values
+    mask = (1 << bits_stored) - 1
+    if pixel_representation == 0:
+        unsigned = arr.view(arr.dtype.str.replace("i", "u")) if arr.dtype.kind == "i" else arr
+        return unsigned & unsigned.dtype.type(mask)  # native width: no widening copy
+    values = arr.astype(np.int32) & mask
+    sign = 1 << (bits_stored - 1)
+    return (values ^ sign) - sign
 
 
 def _to_luminance(arr: np.ndarray, frames: int) -> np.ndarray:
@@ -200,7 +202,10 @@ def _apply_modality_lut(arr: np.ndarray, ds: Any) -> np.ndarray:
         return np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
     slope = float(ds.get("RescaleSlope", 1) or 1)
     intercept = float(ds.get("RescaleIntercept", 0) or 0)
-    return arr.astype(np.float64) * slope + intercept
+    values = arr.astype(np.float32)  # float32 is exact for stored values up to 2**24
+    if slope != 1.0 or intercept != 0.0:
+        values = values * np.float32(slope) + np.float32(intercept)
+    return values
 
 
 def _first(value: Any) -> float:

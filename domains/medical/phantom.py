@@ -100,9 +100,9 @@ def _draw_lung_findings(rng, img, u, v, lungs, findings: set[str], boxes: dict[s
     lung = _ellipse(u, v, cx, cy, rx, ry)
     if "Pleural Effusion" in findings:
         base = cy + ry
-        level = base - rng.uniform(0.16, 0.24) - 0.08 * ((u - cx) / rx) ** 2  # meniscus: fluid climbs laterally
+        level = base - rng.uniform(0.22, 0.3) - 0.08 * ((u - cx) / rx) ** 2  # meniscus: fluid climbs laterally
         fluid = lung & (v > level)
-        img[fluid] = 0.62 + 0.02 * rng.standard_normal()
+        img[fluid] = 0.68 + 0.02 * rng.standard_normal()
         boxes["Pleural Effusion"] = (cx - rx, float(np.min(v[fluid])) if fluid.any() else base - 0.2, cx + rx, base)
     if "Edema" in findings:
         both = _ellipse(u, v, *lungs[0]) | _ellipse(u, v, *lungs[1])
@@ -120,16 +120,16 @@ def _draw_lung_findings(rng, img, u, v, lungs, findings: set[str], boxes: dict[s
         boxes["Consolidation"] = (px - 0.075, py - 0.065, px + 0.075, py + 0.065)
     if "Lung Lesion" in findings:
         lx, ly = cx + rng.uniform(-0.45, 0.45) * rx, cy + rng.uniform(-0.6, 0.1) * ry
-        r = rng.uniform(0.022, 0.032)
-        img[_ellipse(u, v, lx, ly, r, r * img.shape[1] / img.shape[0])] = 0.7
+        r = rng.uniform(0.035, 0.05)
+        img[_ellipse(u, v, lx, ly, r, r * img.shape[1] / img.shape[0])] = 0.78
         boxes["Lung Lesion"] = (lx - r - 0.01, ly - r - 0.01, lx + r + 0.01, ly + r + 0.01)
     if "Pneumothorax" in findings:
-        apex = _ellipse(u, v, ox, oy, orx, ory) & (v < oy - 0.25 * ory)
+        apex = _ellipse(u, v, ox, oy, orx, ory) & (v < oy)
         lateral = apex & ((u - ox) * (1 if ox > 0.5 else -1) > -0.3 * orx)
         img[lateral] = 0.01
         edge = lateral & ~np.roll(lateral, 2, axis=1) | lateral & ~np.roll(lateral, -2, axis=1)
         img[edge] = 0.45
-        boxes["Pneumothorax"] = (ox - orx, oy - ory, ox + orx, oy - 0.25 * ory)
+        boxes["Pneumothorax"] = (ox - orx, oy - ory, ox + orx, oy)
 
 
 def render_lateral(rng: np.random.Generator, height: int, width: int, findings: set[str]) -> np.ndarray:

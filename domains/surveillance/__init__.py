@@ -11,7 +11,7 @@ _MODEL = {
     "dim": 64,
     "modalities": ["audio", "chat", "video"],
     "encoders": {
-        "video": {"name": "video_cnn", "options": {"in_channels": 1, "width": 16, "temporal_kernel": 3}},
+        "video": {"name": "video_cnn", "options": {"in_channels": 2, "width": 16, "temporal_kernel": 3}},  # gray + motion
         "audio": {"name": "window_logmel_cnn", "options": {"width": 16}},
         "chat": {"name": "features_mlp", "options": {"in_features": 385}},
         "features": {"name": "features_mlp", "options": {"in_features": 1024}},

@@ -2,7 +2,7 @@
 
 Sample layout (W windows of ``window_s`` seconds, see `windows`):
 
-- inputs: ``video`` float (W, F, C, H, W') in [0, 1]; ``audio`` float (W, n_mels, mel_frames) log-mel;
+- inputs: ``video`` float (W, F, C, H, W') in [0, 1] (C doubled by the motion channel); ``audio`` float (W, n_mels, mel_frames) log-mel;
   ``chat`` float (W, 385) per-window MiniLM message vector; ``features`` float (W, F) pre-extracted
   features. All "padded" over windows; an absent modality is an empty (0, ...) tensor, which
   collates to ``present=False``.
@@ -41,6 +41,20 @@ def absent_or(array: np.ndarray | None, element_shape: tuple[int, ...]) -> torch
     return torch.from_numpy(np.asarray(array, np.float32))
 
 
+def video_tensor(frames: np.ndarray, motion_channel: bool) -> torch.Tensor:
+    """uint8 (W, F, C, H, W') -> float (W, F, C[+C], H, W') in [0, 1], with the motion channel(s).
+
+    Motion = |frame f - frame f-1| inside the window (0 for the first frame), so each window is
+    still computed from its own frames only (streaming gives the same tensors).
+    """
+    video = torch.from_numpy(np.ascontiguousarray(frames)).float() / 255.0
+    if not motion_channel:
+        return video
+    motion = torch.zeros_like(video)
+    motion[:, 1:] = (video[:, 1:] - video[:, :-1]).abs()
+    return torch.cat([video, motion], dim=2)
+
+
 def clip_sample(entry: ClipEntry, clip: ClipFeatures, opts: SurveillanceDataOptions, split: str) -> Sample:
     """Build the `Sample` of one preprocessed clip (see the module docstring for the layout)."""
     n_windows, classes = clip.frames.shape[0], opts.classes
@@ -51,7 +65,7 @@ def clip_sample(entry: ClipEntry, clip: ClipFeatures, opts: SurveillanceDataOpti
     labels = set(entry.labels) | {s.label for s in entry.segments or ()}
     clip_target = np.array([float(c in labels) for c in classes], np.float32)
     inputs = {
-        "video": torch.from_numpy(clip.frames).float() / 255.0,
+        "video": video_tensor(clip.frames, opts.motion_channel),
         "audio": absent_or(clip.mel, (opts.n_mels, opts.mel_frames)),
         "chat": absent_or(clip.chat, (EMBED_DIM + 1,)),
         "features": absent_or(clip.features, (opts.features_dim or 1,)),

@@ -18,6 +18,9 @@ class SurveillanceDataOptions(BaseModel):
         regime: ``supervised`` (per-window labels from segments) or ``weak`` (training clips give
             clip labels only; per-window targets are NaN and the MIL ranking loss is used).
         window_s, frames_per_window, frame_size, channels, sample_rate, n_mels, mel_frames: see `WindowSpec`.
+        motion_channel: append |frame - previous frame| (within the window) as an extra channel, so
+            the video encoder sees motion directly (set the video encoder's ``in_channels`` to
+            ``channels + 1``).
         label_overlap: fraction of a window a segment must cover to label it.
         manifest: manifest file name in the data root.
         val_fraction, test_fraction: split of clips whose manifest line has no ``split``.
@@ -34,6 +37,7 @@ class SurveillanceDataOptions(BaseModel):
     frames_per_window: int = Field(4, ge=1)
     frame_size: int = Field(32, ge=8)
     channels: Literal[1, 3] = 1
+    motion_channel: bool = True
     sample_rate: int = Field(16000, ge=1000)
     n_mels: int = Field(32, ge=4)
     mel_frames: int = Field(16, ge=2)

@@ -85,7 +85,7 @@ def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], aud
     from mmapps_domains.surveillance.chat import read_chat
     from mmapps_domains.surveillance.options import data_options
     from mmapps_domains.surveillance.stream import iter_media_windows
-    from mmapps_domains.surveillance.dataset import absent_or
+    from mmapps_domains.surveillance.dataset import absent_or, video_tensor
     from mmapps_domains.surveillance.text_embed import EMBED_DIM, window_chat_vectors
 
     if "features" in modalities:
@@ -95,7 +95,7 @@ def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], aud
     messages = read_chat(chat, IssueLog(on_error="skip"), start_time=start_time) if chat else None
     layouts = {m: domain.modality(m).layout for m in modalities}
     for item in iter_media_windows(clip, spec, audio_path=audio, with_audio="audio" in modalities):
-        inputs: dict[str, Any] = {"video": torch.from_numpy(item.frames).float().unsqueeze(0) / 255.0}
+        inputs: dict[str, Any] = {"video": video_tensor(item.frames[None], opts.motion_channel)}
         inputs["audio"] = absent_or(log_mel(item.audio[None], spec) if item.audio is not None else None, (spec.n_mels, spec.mel_frames))
         chat_vec = None
         if messages is not None:

@@ -77,10 +77,20 @@ def test_bad_frames_are_skipped_or_stop(demo_root, tmp_path):
     (training / "label_2" / "000002.txt").write_text("Bus 0 0 0 1 2 3 4 1 2 3 4 5 6 0\n")
     calib = (training / "calib" / "000003.txt").read_text().splitlines()
     (training / "calib" / "000003.txt").write_text("\n".join(line for line in calib if not line.startswith("Tr_velo_to_cam")))
+    lines = (training / "calib" / "000004.txt").read_text().splitlines()
+    p2 = lines[2].split()
+    p2[3] = "5000.0"  # principal point far right of the 1242 px image
+    lines[2] = " ".join(p2)
+    (training / "calib" / "000004.txt").write_text("\n".join(lines) + "\n")
+    points = read_velodyne(training / "velodyne" / "000005.bin")
+    points[10, 0] = np.inf
+    points.tofile(training / "velodyne" / "000005.bin")
     splits = build_datasets(cfg_for(root))
-    assert len(splits.issues) == 3
+    assert len(splits.issues) == 5
     text = " ".join(str(i) for i in splits.issues.issues)
     assert "multiple of 16" in text and "unknown object type 'Bus'" in text and "Tr_velo_to_cam" in text
-    assert len(splits.train) + len(splits.val) + len(splits.test) <= 5
+    assert "principal point of P2" in text and "NaN or inf" in text
+    assert "5 input(s) skipped" in splits.issues.summary()
+    assert len(splits.train) + len(splits.val) + len(splits.test) == 3
     with pytest.raises(DataError, match="multiple of 16"):
         build_datasets(cfg_for(root, on_error="stop"))

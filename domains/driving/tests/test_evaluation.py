@@ -96,3 +96,23 @@ def test_thresholds_and_overlap_helpers(tmp_path):
     gt = frames(n_frames=10)
     paths = [write_label(tmp_path / f"{i:06d}.txt", d) for i, d in enumerate(detections(gt))]
     assert evaluate(gt, [read_label(p) for p in paths])["3d_ap_r40/Car/moderate"] == pytest.approx(1.0)
+
+
+def test_all_thresholds_at_once_equals_the_devkit_loop():
+    from mmapps_domains.driving.evaluation import compute_statistics, statistics_at_thresholds
+
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        n_dt, n_gt = rng.integers(0, 8), rng.integers(0, 6)
+        ov = rng.uniform(0, 1, (n_dt, n_gt)) * (rng.random((n_dt, n_gt)) < 0.5)
+        ga, da, sc = rng.uniform(-3, 3, n_gt), rng.uniform(-3, 3, n_dt), rng.uniform(0, 1, n_dt)
+        a, b = rng.uniform(0, 100, (n_dt, 2)), rng.uniform(0, 100, (n_dt, 2))
+        boxes = np.concatenate([np.minimum(a, b), np.maximum(a, b)], 1)
+        ig, idt = rng.choice([-1, 0, 1], n_gt), rng.choice([-1, 0, 1], n_dt)
+        dc = np.array([[10, 10, 60, 60.0]]) if rng.random() < 0.5 else np.zeros((0, 4))
+        thr = np.sort(rng.uniform(0, 1, 5))[::-1]
+        for metric in ("bbox", "bev"):
+            at_once = statistics_at_thresholds(ov, ga, da, sc, boxes, ig, idt, dc, metric, 0.5, thr, True)
+            for t, th in enumerate(thr):
+                tp, fp, fn, sim, _ = compute_statistics(ov, ga, da, sc, boxes, ig, idt, dc, metric, 0.5, th, True, True)
+                np.testing.assert_allclose(at_once[t], [tp, fp, fn, sim if sim != -1 else 0.0])

@@ -114,6 +114,10 @@ def test_result_writer_and_folder_evaluation(tmp_path):
     labels = tmp_path / "labels"
     write_label(labels / "000007.txt", [KittiObject("Car", 0, 0, 0.25, (10, 20, 50, 80), (1.5, 1.6, 3.9), (1.0, 1.7, 20.0), 0.3)])
     write_label(labels / "000008.txt", [KittiObject("Car", 0, 0, 0.25, (10, 20, 50, 80), (1.5, 1.6, 3.9), (1.0, 1.7, 20.0), 0.3)])
+    write_label(folder / "000008.txt", [])  # a frame of the split without detections
     ap = evaluate_result_files(labels, folder, ("Car",))
     # one of two found: a single score threshold (precision 1 at index 0), which R11 counts and R40 skips
     assert ap["num_gt/Car/moderate"] == 2 and ap["bev_ap_r11/Car/moderate"] == pytest.approx(1 / 11) and ap["bev_ap_r40/Car/moderate"] == 0
+    write_label(folder / "000009.txt", [])
+    with pytest.raises(FileNotFoundError, match="no label file"):
+        evaluate_result_files(labels, folder, ("Car",))

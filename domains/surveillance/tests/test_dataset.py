@@ -37,7 +37,7 @@ def test_samples_cache_and_issues(demo_root: Path, tmp_path: Path) -> None:
     assert any(i.path.rsplit(":", 1)[-1].isdigit() and i.reason.startswith("chat line") for i in splits.issues.issues)
     assert len(splits.train) + len(splits.val) + len(splits.test) == 4
     sample = splits.train[0]
-    assert sample.inputs["video"].shape == (10, 4, 1, 32, 32) and sample.inputs["video"].max() <= 1.0
+    assert sample.inputs["video"].shape == (10, 4, 2, 32, 32) and sample.inputs["video"].max() <= 1.0
     assert sample.inputs["chat"].shape[1] == 385 and sample.targets["events"].shape == (10, 3)
     assert sample.meta["window_starts"][:3] == [0.0, 1.0, 2.0] and sample.meta["fps"] == 10.0
     assert len(list((tmp_path / "cache" / "surveillance").glob("*.npz"))) == 4
@@ -71,3 +71,16 @@ def test_demo_modalities_see_different_events(tmp_path: Path) -> None:
         assert any(m not in s for s in seen) and any(m in s for s in seen)
     assert any(not r["labels"] for r in rows)
     assert np.mean([r["clip"].endswith(".mp4") for r in rows]) == 1.0
+
+
+def test_motion_channel_is_the_frame_difference_inside_each_window() -> None:
+    from mmapps_domains.surveillance.dataset import video_tensor
+
+    frames = np.zeros((2, 3, 1, 2, 2), np.uint8)
+    frames[0, 1] = 51
+    frames[1, 0] = 255  # a change across the window boundary is not motion of window 1
+    video = video_tensor(frames, motion_channel=True)
+    assert video.shape == (2, 3, 2, 2, 2)
+    np.testing.assert_allclose(video[0, :, 1, 0, 0].numpy(), [0.0, 0.2, 0.2])
+    np.testing.assert_allclose(video[1, :, 1, 0, 0].numpy(), [0.0, 1.0, 0.0])
+    assert video_tensor(frames, motion_channel=False).shape == (2, 3, 1, 2, 2)

@@ -16,7 +16,7 @@ LAYOUTS = {m.name: m.layout for m in domain.modalities if m.name != "features"}
 def tiny_sample(i: int, windows: int, audio: bool) -> Sample:
     g = torch.Generator().manual_seed(i)
     inputs = {
-        "video": torch.rand(windows, 4, 1, 32, 32, generator=g),
+        "video": torch.rand(windows, 4, 2, 32, 32, generator=g),
         "audio": absent_or(torch.randn(windows, 32, 16, generator=g).numpy() if audio else None, (32, 16)),
         "chat": torch.randn(windows, 385, generator=g),
     }
