@@ -36,8 +36,8 @@ class KittiEvalResult:
 
     Attributes:
         ap: flat keys like ``"bev_ap_r40/Car/moderate"`` (also ``aos_ap_*`` and ``num_gt/*``) -> value.
-        curves: (metric, class, level) -> dict with ``precision``, ``recall`` (41,) arrays
-            (interpolated, as used by AP_R40) and ``aos`` for metric "bbox".
+        curves: (metric, class, level) -> dict with ``precision`` (41,) (interpolated, as used by
+            AP), ``recall`` (41,) measured at the same score thresholds, and ``aos``.
     """
 
     ap: dict[str, float] = field(default_factory=dict)
@@ -242,8 +242,8 @@ def eval_class(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], cls: st
         recall[:n] = pr[:, 0] / np.maximum(pr[:, 0] + pr[:, 2], 1e-12)
         precision[:n] = pr[:, 0] / np.maximum(pr[:, 0] + pr[:, 1], 1e-12)
         aos[:n] = pr[:, 3] / np.maximum(pr[:, 0] + pr[:, 1], 1e-12)
+        # interpolation as in the devkit; recall is kept as measured (only precision enters AP)
         precision[:n] = np.maximum.accumulate(precision[:n][::-1])[::-1]
-        recall[:n] = np.maximum.accumulate(recall[:n][::-1])[::-1]
         aos[:n] = np.maximum.accumulate(aos[:n][::-1])[::-1]
     return {"precision": precision, "recall": recall, "aos": aos, "num_gt": num_gt}
 

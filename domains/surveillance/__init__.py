@@ -46,7 +46,7 @@ domain = Domain(
         "default": {
             "data": {"demo_n": 150},
             "model": _MODEL,
-            "train": {"epochs": 16, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.01, "patience": 6},
+            "train": {"epochs": 20, "batch_size": 8, "lr": 2e-3, "weight_decay": 0.01, "patience": 6},
             "eval": {"bootstrap_resamples": 500},
         },
         "quick": {

@@ -22,7 +22,7 @@ def add_commands(app: typer.Typer) -> None:
         start_time: Optional[str] = typer.Option(None, "--start-time", help="clip start (ISO-8601) for ISO chat times"),
         out: Path = typer.Option(Path("alerts.jsonl"), "--out", "-o", help="alerts JSON Lines"),
         scores_out: Optional[Path] = typer.Option(None, "--scores", help="also write per-window scores (JSONL)"),
-        threshold: Optional[float] = typer.Option(None, "--threshold", help="alert threshold (default data.options.alert_threshold)"),
+        threshold: Optional[float] = typer.Option(None, "--threshold", help="alert threshold (default: the run's validation-tuned alarm/threshold, else data.options.alert_threshold)"),
         threads: int = typer.Option(1, "--threads", min=0, help="torch threads (0 = torch's default)"),
     ) -> None:
         """Stream a recording through a trained model; write alerts (start, end, class, score) as they close."""

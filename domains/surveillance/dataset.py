@@ -122,7 +122,7 @@ def build_datasets(cfg: Any) -> DatasetSplits:
             split = assign_split(entry, opts)
             clip = load_clip_features(entry, spec, issues, cache_dir, opts.require_audio)
         except (MediaError, ValueError, FileNotFoundError) as err:
-            issues.report(entry.clip, str(err))
+            issues.report(entry.clip, f"unusable clip: {err}")
             continue
         by_split[split][0].append(entry)
         by_split[split][1].append(None if cache_dir is not None else clip)

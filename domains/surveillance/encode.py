@@ -48,6 +48,8 @@ def write_clip(
     vstream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
     if codec == "h264":
         vstream.options = {"preset": "ultrafast", "crf": "23"}
+    elif codec == "hevc":
+        vstream.options = {"preset": "ultrafast", "x265-params": "log-level=error"}
     astream = None
     if audio is not None:
         astream = container.add_stream(audio_codec, rate=sample_rate)

@@ -3,9 +3,10 @@
 Encoders see each window alone, so a window's tokens are computed once. The fusion then runs
 incrementally:
 
-- causal attention fusion without look-ahead (the default): per transformer layer, the inputs of
-  past tokens are cached (causality means they never change), and only the new window's tokens
-  are pushed through the layers, attending to the cache. Memory per window: layers x M x D floats.
+- causal attention fusion without look-ahead (the default): per transformer layer, the keys and
+  values of past tokens are cached (causality means they never change), and only the new
+  window's tokens are pushed through the layers, attending to the cache. Memory per window:
+  layers x M x 2D floats; compute per window: constant apart from the attention over the cache.
 - fusions that treat each time step alone (concat, gated, lmf, late with ``per_timestep``): the
   model's own per-step path on the new window only.
 
@@ -24,22 +25,43 @@ from mmapps.errors import ConfigError
 from mmapps.models.types import EncoderOutput
 
 
-def _attention_layer_step(layer: nn.TransformerEncoderLayer, x_new: Tensor, keys: Tensor, keep: Tensor) -> Tensor:
-    """One pre-norm encoder layer for the new tokens only, attending to ``keys`` (cached + new inputs).
+class _KeyValueCache:
+    """Growing (H, N, Dh) keys and values of one attention layer (capacity doubles when full)."""
 
-    Inputs: x_new (N, D) layer inputs of the new tokens; keys (K, D) layer inputs of every visible
-    token (new ones last); keep (K,) bool key mask.
+    def __init__(self) -> None:
+        self.k: Tensor | None = None
+        self.v: Tensor | None = None
+        self.n = 0
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Add (H, M, Dh) keys/values; return every key and value so far."""
+        if self.k is None or self.n + k.shape[1] > self.k.shape[1]:
+            capacity = max(64, 2 * (self.n + k.shape[1]))
+            grown_k = k.new_zeros((k.shape[0], capacity, k.shape[2]))
+            grown_v = v.new_zeros((v.shape[0], capacity, v.shape[2]))
+            if self.k is not None:
+                grown_k[:, : self.n], grown_v[:, : self.n] = self.k[:, : self.n], self.v[:, : self.n]
+            self.k, self.v = grown_k, grown_v
+        self.k[:, self.n : self.n + k.shape[1]] = k
+        self.v[:, self.n : self.n + v.shape[1]] = v
+        self.n += k.shape[1]
+        return self.k[:, : self.n], self.v[:, : self.n]
+
+
+def _attention_layer_step(layer: nn.TransformerEncoderLayer, x_new: Tensor, cache: _KeyValueCache, keep: Tensor) -> Tensor:
+    """One pre-norm encoder layer for the new tokens only; their keys/values join ``cache`` first.
+
+    Inputs: x_new (N, D) layer inputs of the new tokens; keep (K,) bool mask of every cached key
+    (new ones last). Past tokens' keys and values never change (causal attention), so they are cached.
     """
     attn = layer.self_attn
     D, H = x_new.shape[-1], attn.num_heads
-    q_in, kv_in = layer.norm1(x_new), layer.norm1(keys)
-    w, b = attn.in_proj_weight, attn.in_proj_bias
-    q = (q_in @ w[:D].T + b[:D]).view(-1, H, D // H).transpose(0, 1)  # (H, N, Dh)
-    k = (kv_in @ w[D : 2 * D].T + b[D : 2 * D]).view(-1, H, D // H).transpose(0, 1)  # (H, K, Dh)
-    v = (kv_in @ w[2 * D :].T + b[2 * D :]).view(-1, H, D // H).transpose(0, 1)  # (H, K, Dh)
-    scores = (q @ k.transpose(1, 2)) / math.sqrt(D // H)  # (H, N, K)
+    qkv = layer.norm1(x_new) @ attn.in_proj_weight.T + attn.in_proj_bias  # (N, 3D)
+    q, k, v = (part.reshape(-1, H, D // H).transpose(0, 1) for part in qkv.split(D, dim=-1))  # (H, N, Dh) each
+    keys, values = cache.append(k, v)  # (H, K, Dh)
+    scores = (q @ keys.transpose(1, 2)) / math.sqrt(D // H)  # (H, N, K)
     scores = scores.masked_fill(~keep.view(1, 1, -1), float("-inf"))
-    ctx = (scores.softmax(-1) @ v).transpose(0, 1).reshape(-1, D)  # (N, D)
+    ctx = (scores.softmax(-1) @ values).transpose(0, 1).reshape(-1, D)  # (N, D)
     x = x_new + attn.out_proj(ctx)
     return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
@@ -63,8 +85,9 @@ class StreamingScorer:
                               "(model.fusion.options.causal=true, lookahead=0); retrain with those options")
         if not model.per_timestep:
             raise ConfigError("watch: the model must fuse per time step (model.fusion.per_timestep=true)")
-        self.cache: list[list[Tensor]] = []  # per layer: inputs of past tokens
-        self.keep: list[Tensor] = []
+        self.caches: list[_KeyValueCache] = []  # per layer: keys and values of past tokens
+        self.keep = torch.zeros(0, dtype=torch.bool)
+        self.positions: Tensor | None = None
         self.t = 0
 
     @torch.no_grad()
@@ -92,20 +115,19 @@ class StreamingScorer:
         tokens = torch.stack([fusion.proj[m](features[m].tokens[0, 0]) + fusion.modality_embedding[i] for i, m in enumerate(fusion.modalities)])  # (M, D)
         keep_new = torch.stack([features[m].token_mask[0, 0] & present[m][0] for m in fusion.modalities])  # (M,)
         D = tokens.shape[-1]
-        tokens = tokens + sinusoidal_positions(self.t + 1, D, tokens.device)[self.t].to(tokens.dtype)
-        if not self.cache:  # the summary token sees only itself (time -1): its layer inputs never change
+        if self.positions is None or self.t >= self.positions.shape[0]:  # table rows depend only on their position
+            self.positions = sinusoidal_positions(max(64, 2 * (self.t + 1)), D, tokens.device)
+        tokens = tokens + self.positions[self.t].to(tokens.dtype)
+        if not self.caches:  # the summary token sees only itself (time -1): its keys/values never change
+            self.caches = [_KeyValueCache() for _ in layers]
             x = fusion.summary_token[0].to(tokens.dtype)  # (1, D)
-            self.keep = [torch.ones(1, dtype=torch.bool, device=tokens.device)]
-            for layer in layers:
-                self.cache.append([x])
-                x = _attention_layer_step(layer, x, x, self.keep[0])
-        keep = torch.cat(self.keep + [keep_new])
+            self.keep = torch.ones(1, dtype=torch.bool, device=tokens.device)
+            for layer, cache in zip(layers, self.caches):
+                x = _attention_layer_step(layer, x, cache, self.keep)
+        self.keep = torch.cat([self.keep, keep_new])
         x = tokens
-        for li, layer in enumerate(layers):
-            self.cache[li].append(x)
-            keys = torch.cat(self.cache[li])
-            x = _attention_layer_step(layer, x, keys, keep)
-        self.keep.append(keep_new)
+        for layer, cache in zip(layers, self.caches):
+            x = _attention_layer_step(layer, x, cache, self.keep)
         self.t += 1
         out = fusion.norm(x)  # (M, D)
         weights = keep_new.to(out.dtype).unsqueeze(-1)

@@ -61,6 +61,17 @@ class AlertTracker:
         return {"start": round(first * self.window_s, 3), "end": round((last + 1) * self.window_s, 3), "class": self.classes[c], "score": round(score, 4)}
 
 
+def default_threshold(checkpoint: Path, fallback: float) -> float:
+    """The alarm threshold the run tuned on validation (``alarm/threshold`` in the run's
+    ``metrics.json`` beside ``checkpoints/``), else ``fallback``."""
+    metrics = checkpoint.resolve().parent.parent / "metrics.json"
+    if metrics.is_file():
+        value = json.loads(metrics.read_text()).get("alarm/threshold")
+        if isinstance(value, (int, float)) and 0 < value < 1:
+            return float(value)
+    return fallback
+
+
 def load_trained(checkpoint: Path) -> tuple[Any, Any, Any]:
     """(cfg, domain, model in eval mode) from an inference checkpoint."""
     import yaml
@@ -131,7 +142,7 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
 
         embed_texts(["warm-up"])  # load the text model before the clock starts
     started = time.perf_counter()
-    tracker = AlertTracker(opts.classes, opts.window_s, opts.alert_threshold if threshold is None else threshold)
+    tracker = AlertTracker(opts.classes, opts.window_s, default_threshold(Path(checkpoint), opts.alert_threshold) if threshold is None else threshold)
     n_windows = n_alerts = 0
     duration = 0.0
     Path(out).parent.mkdir(parents=True, exist_ok=True)

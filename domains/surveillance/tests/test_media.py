@@ -28,9 +28,11 @@ def tone(seconds: float, freq: float = 440.0, rate: int = SR) -> np.ndarray:
 SPEC = WindowSpec(window_s=1.0, frames_per_window=2, height=16, width=16, channels=1, sample_rate=SR, n_mels=8, mel_frames=4)
 
 
-@pytest.mark.parametrize("codec,suffix", [("h264", ".mp4"), ("mpeg4", ".avi"), ("mjpeg", ".mkv")])
-def test_codecs_sample_the_frames_on_screen(tmp_path: Path, codec: str, suffix: str) -> None:
-    path = write_clip(tmp_path / f"clip{suffix}", ramp_frames(), FPS, tone(2.0), SR, codec=codec)
+@pytest.mark.parametrize("codec,suffix,audio_codec", [
+    ("h264", ".mp4", "aac"), ("mpeg4", ".avi", "aac"), ("mjpeg", ".mkv", "aac"), ("vp9", ".webm", "libopus"), ("hevc", ".mkv", "aac"),
+])
+def test_codecs_sample_the_frames_on_screen(tmp_path: Path, codec: str, suffix: str, audio_codec: str) -> None:
+    path = write_clip(tmp_path / f"clip{suffix}", ramp_frames(), FPS, tone(2.0), SR, codec=codec, audio_codec=audio_codec)
     media = read_media(path, SPEC)
     assert media.frames.shape == (2, 2, 1, 16, 16)
     assert media.info.codec == codec
@@ -39,6 +41,7 @@ def test_codecs_sample_the_frames_on_screen(tmp_path: Path, codec: str, suffix: 
     levels = media.frames[:, :, 0].mean(axis=(2, 3)).reshape(-1)
     np.testing.assert_allclose(levels, [20, 60, 100, 140], atol=4)
     assert media.audio is not None and media.audio.shape == (2, SR)
+    assert np.argmax(np.abs(np.fft.rfft(media.audio[1]))) == pytest.approx(440, abs=2)
 
 
 def test_aac_padding_is_trimmed_and_tone_kept(tmp_path: Path) -> None:
