@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--tag", default="", help="suffix of the results file name")
     parser.add_argument("--set", dest="overrides", nargs="*", default=[], help="extra config overrides, e.g. train.epochs=20")
     args = parser.parse_args()
 
@@ -47,7 +48,7 @@ def main() -> None:
     keys = ("frame/auc", "frame/ap", "frame/ap_xd", "event/map@0.3")
     rows = [[name] + [f"{np.mean(v[k]):.3f} ± {np.std(v[k], ddof=1) if len(v[k]) > 1 else 0:.3f}" for k in keys] for name, v in results.items()]
     markdown = f"# Surveillance: fusion vs single modality\n\nrecipe {args.recipe}, seeds {args.seeds}, demo test split.\n\n" + table(["model"] + list(keys), rows) + "\n"
-    path = write_results(f"surveillance_fusion_{args.recipe}", {"machine": machine(), "results": results}, markdown)
+    path = write_results(f"surveillance_fusion_{args.recipe}{args.tag}", {"machine": machine(), "results": results}, markdown)
     print(markdown)
     print(f"written: {path}")
 

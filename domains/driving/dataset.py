@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mmapps.data import DatasetSplits, IssueLog, Sample
-from mmapps_domains.driving.geometry import boxes_camera_to_lidar, homogeneous
+from mmapps_domains.driving.geometry import boxes_camera_to_lidar
 from mmapps_domains.driving.kitti import Calibration, check_principal_point, objects_to_arrays, read_calib, read_image, read_label
 from mmapps_domains.driving.options import DrivingDataOptions, parse_options
 from mmapps_domains.driving.points import find_point_file, read_points

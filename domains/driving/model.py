@@ -60,7 +60,7 @@ class DrivingDetector(nn.Module):
         b = len(batch)
         matrices = torch.tensor([m["lidar_to_image"] for m in batch.meta], dtype=torch.float32, device=device)  # (B, 3, 4)
         cam = batch.inputs.get("camera")
-        if self.image_net is None or cam is None:
+        if self.image_net is None or cam is None or cam.data is None or not bool(cam.present.any()):
             return None, torch.zeros(b, dtype=torch.bool, device=device), matrices
         present = cam.present.to(device)
         if self.training and self.camera_dropout > 0:
@@ -79,14 +79,20 @@ class DrivingDetector(nn.Module):
         pillars = pillarise(points, batch_index, self.point_range, self.options.pillar_size)
         image_features, present, matrices = self._camera(batch, device)
         point_features = pillars.features
+        ci = self.options.image_channels + 1
         if self.fusion == "painting":
-            painted = paint_points(points[pillars.point_index, :3], batch_index[pillars.point_index], image_features, matrices, present, self.image_size)
+            if image_features is None:  # no image in the whole batch: the features an absent camera gets
+                painted = point_features.new_zeros(point_features.shape[0], ci)
+            else:
+                painted = paint_points(points[pillars.point_index, :3], batch_index[pillars.point_index], image_features, matrices, present, self.image_size)
             point_features = torch.cat([point_features, painted], dim=1)
         bev = self.pfn(point_features, pillars, b, self.grid)  # (B, C, ny, nx)
         if self.fusion == "bev":
-            cell = self.options.pillar_size
-            extra = bev_image_features(image_features, matrices, present, self.image_size, self.grid,
-                                       self.point_range[0], self.point_range[1], cell, self.options.bev_heights)
+            if image_features is None:
+                extra = bev.new_zeros(b, ci, *self.grid)
+            else:
+                extra = bev_image_features(image_features, matrices, present, self.image_size, self.grid,
+                                           self.point_range[0], self.point_range[1], self.options.pillar_size, self.options.bev_heights)
             bev = torch.cat([bev, extra], dim=1)
         heatmap, regression = self.head(self.backbone(bev))
         grid = {"x_min": self.point_range[0], "y_min": self.point_range[1], "cell": 2 * self.options.pillar_size, "classes": self.classes}

@@ -66,8 +66,11 @@ class AudioWindowBuffer:
             self.window += 1
         return out
 
-    def finish(self, n_windows: int) -> list[np.ndarray]:
-        """Zero-pad to ``n_windows`` complete windows and return those not yet handed out."""
+    def finish(self, n_windows: int, end_sample: int | None = None) -> list[np.ndarray]:
+        """Drop samples from ``end_sample`` on (the video's end: encoder padding), zero-pad to
+        ``n_windows`` complete windows and return those not yet handed out."""
+        if end_sample is not None and self.available_until > end_sample:
+            self.pending = self.pending[: max(0, end_sample - self.next_sample)]
         missing = n_windows * self.spec.samples_per_window - self.available_until
         if missing > 0:
             self.pending = np.concatenate([self.pending, np.zeros(missing, np.float32)])

@@ -42,7 +42,7 @@ def _file_key(path: Path | None) -> list:
 
 
 def cache_key(entry: ClipEntry, spec: WindowSpec) -> str:
-    parts = [_file_key(p) for p in (entry.clip, entry.audio, entry.chat, entry.features)] + [entry.start_time, asdict(spec), 2]
+    parts = [_file_key(p) for p in (entry.clip, entry.audio, entry.chat, entry.features)] + [entry.start_time, asdict(spec), 3]
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:16]
 
 

@@ -76,6 +76,8 @@ def iter_media_windows(
         def emit(limit: int | None, final: bool) -> Iterator[MediaWindow]:
             while ready:
                 w, frames = ready[0]
+                if not final and end_time < (w + 1) * spec.window_s - 1e-9:
+                    return  # the video may end inside this window: its audio is trimmed at the end
                 if has_audio and not final:
                     while file_blocks is not None and abuf.available_until < (w + 1) * spec.samples_per_window:
                         block = next(file_blocks, None)
@@ -86,7 +88,7 @@ def iter_media_windows(
                         return
                 audio = None
                 if has_audio:
-                    got = abuf.pop_windows(w + 1) if not final else abuf.finish(w + 1)
+                    got = abuf.pop_windows(w + 1) if not final else abuf.finish(w + 1, int(round(end_time * spec.sample_rate)))
                     audio = got[-1] if got else np.zeros(spec.samples_per_window, np.float32)
                 ready.popleft()
                 yield MediaWindow(w, w * spec.window_s, frames, audio, info, end_time)

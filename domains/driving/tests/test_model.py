@@ -123,3 +123,17 @@ def test_camera_only_is_refused_and_lidar_subset_is_lidar_only():
     with pytest.raises(ConfigError, match="needs 'lidar'"):
         build_model(validate_config({**base, "model": {**base["model"], "modalities": ["camera"]}}))
     assert build_model(validate_config({**base, "model": {**base["model"], "modalities": ["lidar"]}})).fusion == "lidar_only"
+
+
+@pytest.mark.parametrize("fusion", ["painting", "bev"])
+def test_batch_without_any_image_still_detects(fusion):
+    torch.manual_seed(0)
+    model = build_model(cfg_for(fusion)).eval()
+    alone = collate_samples([make_sample(0, with_camera=False), make_sample(1, with_camera=False)], LAYOUT)
+    assert alone.inputs["camera"].data is None  # the collate of an all-absent modality
+    mixed = collate_samples([make_sample(0, with_camera=False), make_sample(1)], LAYOUT)
+    with torch.no_grad():
+        out = model(alone)["objects"]
+        ref = model(mixed)["objects"]
+    torch.testing.assert_close(out["heatmap"][0], ref["heatmap"][0])  # same as an absent camera in a mixed batch
+    assert len(postprocess(out, alone)) == 2

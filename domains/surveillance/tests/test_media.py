@@ -99,3 +99,20 @@ def test_streaming_windows_equal_whole_read(tmp_path: Path) -> None:
     mel = log_mel(media.audio, SPEC)
     assert mel.shape == (3, 8, 4) and np.isfinite(mel).all()
     np.testing.assert_allclose(log_mel(items[1].audio[None], SPEC)[0], mel[1], atol=1e-6)
+
+
+def test_read_video_matches_read_media(tmp_path: Path) -> None:
+    from mmapps_domains.surveillance.video import read_video
+
+    path = write_clip(tmp_path / "clip.mp4", ramp_frames(), FPS, tone(2.0), SR)
+    frames, info, duration = read_video(path, SPEC)
+    np.testing.assert_array_equal(frames, read_media(path, SPEC).frames)
+    assert info.fps == FPS and duration == pytest.approx(2.0)
+
+
+def test_audio_past_the_video_end_is_dropped(tmp_path: Path) -> None:
+    path = write_clip(tmp_path / "odd.mp4", ramp_frames(19), FPS, tone(3.0), SR)  # video 2.375 s, audio 3 s
+    media = read_media(path, SPEC)
+    assert media.frames.shape[0] == 3 and media.duration == pytest.approx(2.375)
+    last = media.audio[2]
+    assert np.abs(last[: int(0.3 * SR)]).max() > 0.2 and np.abs(last[int(0.375 * SR) :]).max() == 0.0
