@@ -49,6 +49,7 @@ def test_leakage_switch_and_views(demo):
     splits = build_datasets(_cfg(demo, note_sections=["indication", "findings"], allow_report_leakage=True))
     notes = [s.inputs["note"] for s in _all(splits) if s.inputs["note"]]
     assert any("FINDINGS:" in n for n in notes)
+    assert "REPORT LEAKAGE" in splits.info["notes"][0]  # the run's report shows it in its first lines
     frontal = build_datasets(_cfg(demo, views="frontal"))
     assert all(s.inputs["image"].shape[0] == 1 for s in _all(frontal))
 
