@@ -75,6 +75,7 @@ class TrainConfig(_Strict):
     grad_clip: float | None = Field(1.0, gt=0)
     precision: Literal["auto", "32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads (None: torch's default); 1 avoids oversubscription on small shared machines")
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement of the primary metric")
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1)

@@ -123,6 +123,8 @@ class Domain:
         report_sections: lazy refs adding domain sections to ``report.md``.
         extra_commands: lazy ref or None.
         data_options: lazy ref to a pydantic model of domain-specific ``data.options``.
+        headline_metrics: metric keys shown in the report summary and printed by ``train`` (fnmatch
+            patterns allowed); empty = all scalar metrics.
         install_hint: printed when the domain fails to import (e.g. ``pip install 'mmapps[x]'``).
     """
 
@@ -142,6 +144,7 @@ class Domain:
     report_sections: tuple[Ref, ...] = ()
     extra_commands: Ref | None = None
     data_options: Ref | None = None
+    headline_metrics: tuple[str, ...] = ()
     install_hint: str = "pip install mmapps"
     extras: Mapping[str, Any] = field(default_factory=dict)
 

@@ -21,9 +21,8 @@ RECIPES = {
     "default": {
         "data": {"demo_n": 200, "options": _DEMO_DATA},
         "model": {"fusion": {"name": "painting", "modality_dropout": 0.2},
-                  "options": {"pillar_size": 0.32, "pfn_channels": 32, "backbone_channels": [48, 64], "head_channels": 48, "image_channels": 16,
-                              "cpu_threads": 1}},
-        "train": {"epochs": 12, "batch_size": 4, "lr": 0.003, "weight_decay": 0.01, "grad_clip": 10.0, "warmup_fraction": 0.05},
+                  "options": {"pillar_size": 0.32, "pfn_channels": 32, "backbone_channels": [48, 64], "head_channels": 48, "image_channels": 16}},
+        "train": {"epochs": 12, "threads": 1, "batch_size": 4, "lr": 0.003, "weight_decay": 0.01, "grad_clip": 10.0, "warmup_fraction": 0.05},
         "eval": {"bootstrap_resamples": 0},
     },
     # Full KITTI (GPU): the OpenPCDet PointPillars range and pillar size, wider network.
@@ -83,5 +82,6 @@ domain = Domain(
     report_sections=(f"{_P}.report:kitti_sections",),
     extra_commands=f"{_P}.commands:add_commands",
     data_options=f"{_P}.options:DrivingDataOptions",
+    headline_metrics=("*_ap_r40/*/moderate", "bev_ap_r11/*/moderate"),
     install_hint="pip install 'mmapps' (driving needs open3d-cpu and libusb-package)",
 )

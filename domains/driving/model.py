@@ -112,6 +112,4 @@ def build_model(cfg: Any, domain: Any = None) -> DrivingDetector:
             raise ConfigError(f"model.modalities {cfg.model.modalities}: the driving detector needs 'lidar' (the camera alone gives no 3D boxes here); use ['lidar'] for the LiDAR-only baseline")
         if "camera" not in cfg.model.modalities:
             fusion = "lidar_only"
-    if options.cpu_threads is not None and (cfg.train.device == "cpu" or not torch.cuda.is_available()):
-        torch.set_num_threads(options.cpu_threads)  # process-wide: the run is CPU-bound and this is its model
     return DrivingDetector(data, options, fusion, cfg.model.fusion.modality_dropout)

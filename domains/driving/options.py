@@ -68,8 +68,6 @@ class DrivingModelOptions(BaseModel):
         max_detections: detections kept per frame after NMS.
         score_threshold: minimum detection score.
         nms_iou: rotated BEV IoU above which a lower-scoring box of the same class is suppressed.
-        cpu_threads: torch intra-op threads set when the model is built and no GPU is used; 1 avoids
-            the heavy slow-down of oversubscribed threads on small shared machines (None: torch's default).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,7 +80,6 @@ class DrivingModelOptions(BaseModel):
     max_detections: int = Field(60, ge=1)
     score_threshold: float = Field(0.05, ge=0, lt=1)
     nms_iou: float = Field(0.1, gt=0, lt=1)
-    cpu_threads: int | None = Field(None, ge=1, description="torch intra-op threads when running on CPU (None: torch's default)")
 
 
 def parse_options(model: type[BaseModel], values: dict[str, Any], where: str) -> Any:

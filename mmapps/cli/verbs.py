@@ -65,7 +65,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
             extra["out_dir"] = str(resume or out)
         cfg = resolve_config(domain, recipe, config, set_, extra)
         result = run_train(cfg, domain, resume=resume is not None)
-        _print_result(result)
+        _print_result(result, domain)
 
     @app.command("evaluate")
     @user_errors
@@ -88,7 +88,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         unknown = [m for m in drop_modality if m not in domain.modality_names]
         if unknown:
             fail(f"--drop-modality {unknown}: not modalities of {name!r}; it has {list(domain.modality_names)}")
-        _print_result(run_evaluate(checkpoint, domain, out, overrides, drop_modality))
+        _print_result(run_evaluate(checkpoint, domain, out, overrides, drop_modality), domain)
 
     @app.command("predict")
     @user_errors
@@ -97,11 +97,16 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         data: Path = typer.Option(..., "--data", help="data root to predict on"),
         out: Path = typer.Option(Path("predictions"), "--out", help="output folder"),
         split: str = typer.Option("test", help="train, val or test"),
+        set_: List[str] = typer.Option([], "--set", help="override a data field: --set data.options.x=y (repeatable)"),
     ) -> None:
         """Write predictions for one split of a dataset."""
+        from mmapps.config import deep_merge, parse_override
         from mmapps.workflows.run import predict as run_predict
 
-        path = run_predict(checkpoint, get_domain(name), data, out, split)
+        overrides: dict[str, Any] = {}
+        for text in set_:
+            overrides = deep_merge(overrides, parse_override(text))
+        path = run_predict(checkpoint, get_domain(name), data, out, split, overrides)
         typer.echo(f"predictions: {path}")
 
     @app.command("benchmark")
@@ -152,7 +157,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
     return app
 
 
-def _print_result(result: Any) -> None:
+def _print_result(result: Any, domain: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -161,7 +166,9 @@ def _print_result(result: Any) -> None:
     table = Table(title=f"test metrics ({result.run_dir})")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    shown = [(k, v) for k, v in result.metrics.items() if isinstance(v, (int, float)) and "/ci_" not in k]
+    from mmapps.report.model import headline_metrics
+
+    shown = list(headline_metrics(result.metrics, domain.headline_metrics).items())
     for key, value in shown[:MAX_PRINTED_METRICS]:
         low, high = result.metrics.get(f"{key}/ci_low"), result.metrics.get(f"{key}/ci_high")
         ci = f"  [{low:.3f}, {high:.3f}]" if isinstance(low, float) and isinstance(high, float) else ""

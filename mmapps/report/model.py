@@ -55,6 +55,16 @@ class ReportContext:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def headline_metrics(metrics: dict[str, Any], patterns: tuple[str, ...] = ()) -> dict[str, float]:
+    """Scalar metrics without CI bounds, restricted to `patterns` (fnmatch) when any are given."""
+    import fnmatch
+
+    scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and "/ci_" not in k}
+    if not patterns:
+        return scalar
+    return {k: v for k, v in scalar.items() if any(fnmatch.fnmatch(k, p) for p in patterns)}
+
+
 def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     """A Markdown table; floats are shown with 4 decimals."""
 

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from mmapps.domain import resolve
-from mmapps.report.model import ReportContext, Section, markdown_table
+from mmapps.report.model import ReportContext, Section, headline_metrics, markdown_table
 
 
 def summary_section(ctx: ReportContext) -> list[Section]:
     """Run facts and the headline metrics."""
     cfg = ctx.cfg
-    scalar = {k: v for k, v in ctx.metrics.items() if isinstance(v, (int, float))}
     facts = [
         ["domain", ctx.domain.name],
         ["recipe", cfg.recipe],
@@ -22,9 +21,16 @@ def summary_section(ctx: ReportContext) -> list[Section]:
         ["modalities", ", ".join(cfg.model.modalities or ctx.domain.modality_names)],
         ["seed", cfg.seed],
     ] + [[k, v] for k, v in ctx.info.items()]
-    headline = [[k, v] for k, v in scalar.items() if "/ci_" not in k][:40]
+    headline = [[k, _with_ci(ctx.metrics, k, v)] for k, v in headline_metrics(ctx.metrics, ctx.domain.headline_metrics).items()][:40]
     body = markdown_table(["", ""], facts) + "\n\n" + markdown_table(["metric", "value"], headline)
     return [Section("Summary", body, data={"facts": {str(k): v for k, v in facts}})]
+
+
+def _with_ci(metrics: dict[str, Any], key: str, value: float) -> str:
+    low, high = metrics.get(f"{key}/ci_low"), metrics.get(f"{key}/ci_high")
+    if isinstance(low, float) and isinstance(high, float) and math.isfinite(low) and math.isfinite(high):
+        return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 
 def training_curves_section(ctx: ReportContext) -> list[Section]:

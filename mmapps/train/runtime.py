@@ -74,6 +74,8 @@ def setup_runtime(cfg: TrainConfig) -> Runtime:
         device = torch.device("cuda", local_rank)
     else:
         device = torch.device("cpu")
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     if cfg.precision == "bf16" or (cfg.precision == "auto" and use_cuda and torch.cuda.is_bf16_supported()):

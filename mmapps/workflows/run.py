@@ -91,15 +91,17 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
     return result
 
 
-def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, split: str = "test") -> Path:
-    """Write the domain's prediction file for one split of the data at `data_root`."""
+def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, split: str = "test", overrides: dict[str, Any] | None = None) -> Path:
+    """Write the domain's prediction file for one split of the data at `data_root` (`overrides`: nested config values)."""
     from mmapps.evaluation.records import predict_records
     from mmapps.models.build import build_model, selected_modalities
     from mmapps.train import checkpoint as ckpt
     from mmapps.train.runtime import setup_runtime
     from mmapps.train.trainer import make_loader
 
-    cfg, state = _config_from_checkpoint(checkpoint, {"data": {"root": str(data_root)}})
+    from mmapps.config import deep_merge
+
+    cfg, state = _config_from_checkpoint(checkpoint, deep_merge(overrides or {}, {"data": {"root": str(data_root)}}))
     runtime = setup_runtime(cfg.train)
     splits = resolve(domain.build_datasets)(cfg)
     if split not in ("train", "val", "test"):
