@@ -22,7 +22,7 @@ from common import machine, table, write_results  # noqa: E402
 MODALITIES = {"a": 16, "b": 24, "c": 8}  # modality -> tokens per sample; every token is 64 wide
 
 
-def measure(fusion: str, batch: int, steps: int, device: str) -> dict:
+def measure(fusion: str, batch: int, steps: int, device: str, threads: int = 1) -> dict:
     import torch
     from torch import nn
 
@@ -32,6 +32,7 @@ def measure(fusion: str, batch: int, steps: int, device: str) -> dict:
     from mmapps.registry import ENCODERS, FUSIONS, HEADS
 
     register_core_parts()
+    torch.set_num_threads(threads)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
     torch.manual_seed(0)
     encoders = nn.ModuleDict({m: ENCODERS.get("features_mlp")(dim=64, in_features=64) for m in MODALITIES})
@@ -87,20 +88,22 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(args.one, args.batch, args.steps, args.device)))
+        print(json.dumps(measure(args.one, args.batch, args.steps, args.device, args.threads)))
         return
+    __import__("torch").set_num_threads(args.threads)  # so the machine line reports what the subprocesses used
     rows = []
     for fusion in ("concat", "late", "gated", "lmf", "attention"):
-        out = subprocess.run([sys.executable, __file__, "--one", fusion, "--batch", str(args.batch), "--steps", str(args.steps), "--device", args.device], capture_output=True, text=True, check=True)
+        out = subprocess.run([sys.executable, __file__, "--one", fusion, "--batch", str(args.batch), "--steps", str(args.steps), "--device", args.device, "--threads", str(args.threads)], capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = rows[0]["train_samples_per_s"]
     md_rows = [[r["fusion"], r["device"], r["train_samples_per_s"], r["train_samples_per_s"] / base, r["infer_samples_per_s"], r["peak_memory_mb"], r["parameters"]] for r in rows]
     markdown = (
         f"# Fusion throughput\n\nSynthetic batch of {args.batch} samples, 3 modalities x (16, 24, 8) tokens x 64, 14-label head; "
-        f"{args.steps} timed steps after 3 warm-up steps. Ratio = train samples/s relative to concat (baseline).\n\n"
+        f"{args.steps} timed steps after 3 warm-up steps, {args.threads} torch thread(s). Ratio = train samples/s relative to concat (baseline).\n\n"
         + table(["fusion", "device", "train samples/s", "train ratio vs concat", "inference samples/s", "peak memory MB", "parameters"], md_rows)
         + f"\n\nMachine: {machine()}\n"
     )
