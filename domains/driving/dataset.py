@@ -204,6 +204,10 @@ def build_datasets(cfg: Any) -> DatasetSplits:
     by_id = {f.frame_id: f for f in frames}
     split_ids, source = resolve_splits(root, list(by_id), options.split_fractions, cfg.seed)
     datasets = {name: KittiDetectionDataset([by_id[i] for i in ids], options, train=(name == "train"), seed=cfg.seed) for name, ids in split_ids.items()}
+    if options.test_folder == "testing":  # KITTI's unlabelled test frames, e.g. for a benchmark-server submission
+        test_frames = index_frames(root, "testing", options, log)
+        datasets["test"] = KittiDetectionDataset(test_frames, options, train=False, seed=cfg.seed)
+        split_ids["test"] = [f.frame_id for f in test_frames]
     split_of_group = {i: name for name, ids in split_ids.items() for i in ids if not (name == "test" and i in split_ids["val"])}
     info = {"root": str(root), "split_source": source, "classes": list(options.classes), **{f"n_{k}": len(v) for k, v in split_ids.items()}}
     return DatasetSplits(train=datasets["train"], val=datasets["val"], test=datasets["test"], issues=log, split_of_group=split_of_group, info=info)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -43,6 +43,9 @@ class DrivingDataOptions(BaseModel):
     max_points: int | None = Field(None, ge=1)
     min_iou: dict[str, float] = Field(default_factory=dict)
     cache_frames: bool = Field(True, description="keep cropped points and resized images in memory after the first read")
+    test_folder: Literal["training", "testing"] = Field(
+        "training", description="'testing' serves every frame of KITTI's unlabelled testing/ folder as the test split (for `predict` and benchmark submissions)"
+    )
 
     @field_validator("classes")
     @classmethod

@@ -89,5 +89,9 @@ domain = Domain(
     report_sections=("mmapps_domains.medical.report:findings_sections",),
     extra_commands="mmapps_domains.medical.commands:add_commands",
     data_options="mmapps_domains.medical.options:MedicalDataOptions",
+    headline_metrics=(
+        "auroc/macro", "auroc/micro", "auroc/competition5", "auprc/macro", "ece/macro",
+        "sens/macro", "spec/macro", "ppv/macro", "npv/macro", "f1/macro", "pointing_game/*",
+    ),
     install_hint="pip install mmapps  (needs pydicom, pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls, monai)",
 )

@@ -134,6 +134,8 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
     from mmapps_domains.surveillance.options import data_options
     from mmapps_domains.surveillance.streaming import StreamingScorer
 
+    if not Path(clip).is_file():
+        raise FileNotFoundError(f"clip {clip}: not found")
     cfg, domain, model = load_trained(checkpoint)
     opts = data_options(cfg.data.options)
     scorer = StreamingScorer(model)

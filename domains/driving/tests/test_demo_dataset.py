@@ -94,3 +94,18 @@ def test_bad_frames_are_skipped_or_stop(demo_root, tmp_path):
     assert len(splits.train) + len(splits.val) + len(splits.test) == 3
     with pytest.raises(DataError, match="multiple of 16"):
         build_datasets(cfg_for(root, on_error="stop"))
+
+
+def test_unlabelled_testing_folder_serves_the_test_split(demo_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "kitti"
+    shutil.copytree(demo_root, root)
+    testing = root / "testing"
+    shutil.copytree(root / "training", testing)
+    shutil.rmtree(testing / "label_2")  # KITTI's testing/ has no labels
+    cfg = validate_config({"domain": "driving", "data": {"root": str(root), "options": {**OPTIONS, "test_folder": "testing"}}})
+    splits = build_datasets(cfg)
+    assert len(splits.test) == 8
+    sample = splits.test[0]
+    assert sample.targets["objects"]["boxes"].shape == (0, 7) and sample.inputs["lidar"].shape[0] > 0

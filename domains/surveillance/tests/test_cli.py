@@ -45,5 +45,6 @@ def test_train_smoke_then_watch(tmp_path: Path) -> None:
     for line in (tmp_path / "alerts.jsonl").read_text().splitlines():
         alert = json.loads(line)
         assert set(alert) == {"start", "end", "class", "score"} and alert["score"] >= 0.3
-    bad = runner.invoke(app, ["watch", str(tmp_path / "nope.mp4"), "--checkpoint", str(run / "checkpoints" / "best.safetensors")])
-    assert bad.exit_code != 0 and "nope.mp4" in bad.output
+    bad_out = tmp_path / "bad.jsonl"
+    bad = runner.invoke(app, ["watch", str(tmp_path / "nope.mp4"), "--checkpoint", str(run / "checkpoints" / "best.safetensors"), "--out", str(bad_out)])
+    assert bad.exit_code != 0 and "nope.mp4" in bad.output and not bad_out.exists()
