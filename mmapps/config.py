@@ -159,5 +159,18 @@ def validate_config(values: Mapping[str, Any]) -> RunConfig:
         raise ConfigError("invalid configuration: " + "; ".join(lines)) from None
 
 
+def validate_options(model: type[BaseModel], values: Mapping[str, Any] | None, where: str) -> Any:
+    """Validate a domain's options dict (e.g. ``cfg.data.options``) with its pydantic `model`.
+
+    Raises:
+        ConfigError: one message naming every bad field as ``<where>.<field>``, the value found and the rule.
+    """
+    try:
+        return model.model_validate(dict(values or {}))
+    except ValidationError as err:
+        problems = "; ".join(f"{where}.{'.'.join(map(str, p['loc']))}: {p['msg']} (found {p.get('input')!r})" for p in err.errors())
+        raise ConfigError(f"invalid {where}: {problems}") from None
+
+
 def config_to_yaml(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

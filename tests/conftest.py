@@ -20,12 +20,21 @@ def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 def pip_install_example(target: Path) -> Path:
-    """pip-install the example plugin into `target` (its own site folder), as a user would install a plugin."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
-        check=True,
+    """pip-install the example plugin into `target` (its own site folder), as a user would install a plugin.
+
+    A copy of the source is built, so parallel test workers never share build folders and the
+    repository stays clean.
+    """
+    import shutil
+
+    source = target.parent / f"{target.name}-src"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)],
         capture_output=True,
+        text=True,
     )
+    assert proc.returncode == 0, proc.stderr[-2000:]
     return target
 
 
@@ -40,8 +49,11 @@ def shapes_domain(shapes_site: Path):
     """The `shapes` domain, discovered through its entry point (never imported by a back door)."""
     from mmapps.plugins import discover_domains, get_domain
 
+    import importlib
+
     if str(shapes_site) not in sys.path:
         sys.path.insert(0, str(shapes_site))
+    importlib.invalidate_caches()  # the folder's listing may be cached from before pip filled it
     discover_domains.cache_clear()
     return get_domain("shapes")
 

@@ -87,12 +87,6 @@ class DrivingModelOptions(BaseModel):
 
 def parse_options(model: type[BaseModel], values: dict[str, Any], where: str) -> Any:
     """Validate an options dict, re-raising errors as one `ConfigError` naming the field."""
-    from pydantic import ValidationError
+    from mmapps.config import validate_options
 
-    from mmapps.errors import ConfigError
-
-    try:
-        return model.model_validate(values or {})
-    except ValidationError as err:
-        problems = "; ".join(f"{where}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (found {e.get('input')!r})" for e in err.errors())
-        raise ConfigError(f"invalid driving options: {problems}") from None
+    return validate_options(model, values, where)

@@ -64,12 +64,6 @@ class MedicalDataOptions(BaseModel):
 
 def parse_options(raw: dict) -> MedicalDataOptions:
     """Validate ``cfg.data.options`` into `MedicalDataOptions` (one readable error on a bad value)."""
-    from pydantic import ValidationError
+    from mmapps.config import validate_options
 
-    from mmapps.errors import ConfigError
-
-    try:
-        return MedicalDataOptions.model_validate(raw or {})
-    except ValidationError as err:
-        problems = "; ".join(f"data.options.{'.'.join(map(str, p['loc']))}: {p['msg']} (found {p.get('input')!r})" for p in err.errors())
-        raise ConfigError(f"invalid medical data options: {problems}") from None
+    return validate_options(MedicalDataOptions, raw, "data.options")

@@ -58,12 +58,6 @@ class SurveillanceDataOptions(BaseModel):
 
 def data_options(options: dict) -> SurveillanceDataOptions:
     """Validate ``cfg.data.options`` with a readable error."""
-    from pydantic import ValidationError
+    from mmapps.config import validate_options
 
-    from mmapps.errors import ConfigError
-
-    try:
-        return SurveillanceDataOptions.model_validate(options or {})
-    except ValidationError as err:
-        problems = "; ".join(f"data.options.{'.'.join(map(str, p['loc']))}: {p['msg']} (found {p.get('input')!r})" for p in err.errors())
-        raise ConfigError(f"surveillance: invalid data options: {problems}") from None
+    return validate_options(SurveillanceDataOptions, options, "data.options")

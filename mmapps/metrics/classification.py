@@ -44,30 +44,28 @@ class Curve(NamedTuple):
     thresholds: np.ndarray
 
 
-def roc_curve(y_true: np.ndarray, y_score: np.ndarray) -> Curve:
-    """ROC curve points (fpr, tpr) at every distinct score threshold, starting at (0, 0)."""
+def _counts_at_thresholds(y_true: np.ndarray, y_score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """True positives and predicted positives at each distinct score, highest first; plus the positives."""
     y, s = _valid(y_true, y_score)
     order = np.argsort(-s, kind="mergesort")
     y, s = y[order], s[order]
     distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    fps = (distinct + 1) - tps
+    return np.cumsum(y)[distinct], distinct + 1.0, s[distinct], float(y.sum())
+
+
+def roc_curve(y_true: np.ndarray, y_score: np.ndarray) -> Curve:
+    """ROC curve points (fpr, tpr) at every distinct score threshold, starting at (0, 0)."""
+    tps, predicted, thresholds, _ = _counts_at_thresholds(y_true, y_score)
+    fps = predicted - tps
     tpr = np.r_[0.0, tps / max(tps[-1], 1)]
     fpr = np.r_[0.0, fps / max(fps[-1], 1)]
-    return Curve(fpr, tpr, np.r_[np.inf, s[distinct]])
+    return Curve(fpr, tpr, np.r_[np.inf, thresholds])
 
 
 def precision_recall_curve(y_true: np.ndarray, y_score: np.ndarray) -> Curve:
     """Precision (y) against recall (x) at every distinct threshold, highest threshold first."""
-    y, s = _valid(y_true, y_score)
-    order = np.argsort(-s, kind="mergesort")
-    y, s = y[order], s[order]
-    distinct = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]
-    tps = np.cumsum(y)[distinct]
-    predicted = distinct + 1
-    precision = tps / predicted
-    recall = tps / max(y.sum(), 1)
-    return Curve(recall, precision, s[distinct])
+    tps, predicted, thresholds, positives = _counts_at_thresholds(y_true, y_score)
+    return Curve(tps / max(positives, 1), tps / predicted, thresholds)
 
 
 @METRICS.register("average_precision")

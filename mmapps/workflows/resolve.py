@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from mmapps.config import RunConfig, deep_merge, parse_override, read_yaml_config, validate_config
+from mmapps.config import RunConfig, deep_merge, parse_override, read_yaml_config, validate_config, validate_options
 from mmapps.domain import Domain, resolve
 from mmapps.errors import ConfigError
 
@@ -37,7 +37,7 @@ def resolve_config(domain: Domain, recipe: str | None = None, config_file: Path 
     _drop_stale_fusion_options(values, domain.recipes[name])
     cfg = validate_config(values)
     if domain.data_options is not None:
-        cfg.data.options = _validate_options(resolve(domain.data_options), cfg.data.options, domain.name)
+        cfg.data.options = validate_options(resolve(domain.data_options), cfg.data.options, "data.options").model_dump(mode="json")
     return cfg
 
 
@@ -47,16 +47,6 @@ def _drop_stale_fusion_options(values: dict[str, Any], recipe: Mapping[str, Any]
     fusion = values.get("model", {}).get("fusion", {})
     if fusion.get("name", "attention") != recipe_fusion.get("name", "attention") and fusion.get("options") == recipe_fusion.get("options"):
         fusion["options"] = {}
-
-
-def _validate_options(model: Any, options: dict[str, Any], domain: str) -> dict[str, Any]:
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(options).model_dump(mode="json")
-    except ValidationError as err:
-        problems = "; ".join(f"data.options.{'.'.join(map(str, p['loc']))}: {p['msg']} (found {p.get('input')!r})" for p in err.errors())
-        raise ConfigError(f"invalid {domain} data options: {problems}") from None
 
 
 def cache_home() -> Path:
