@@ -42,6 +42,7 @@ domain = Domain(
     ),
     build_datasets=f"{_PKG}.dataset:build_datasets",
     write_demo_data=f"{_PKG}.demo:write_demo_data",
+    baselines=(("audio",), ("chat",), ("video",)),  # pre-extracted features are a substitute input, not a demo baseline
     recipes={
         "default": {
             "data": {"demo_n": 150},

@@ -67,7 +67,7 @@ def run_benchmark(domain: Domain, preset: str = "quick", seeds: int = 3, out_dir
             row.ci.append((float(result.metrics.get(f"{primary}/ci_low", math.nan)), float(result.metrics.get(f"{primary}/ci_high", math.nan))))
             used = cfg.model.modalities or list(domain.modality_names)
             if kind == "fusion" and len(used) > 1:
-                for removed in domain.removable_modalities:
+                for removed in [m for m in domain.removable_modalities if m in used]:
                     ev = evaluate(run_dir / "checkpoints" / "best.safetensors", domain, out_dir=run_dir / f"without-{removed}", drop_modalities=[removed], overrides={"eval": {"bootstrap_resamples": 0}})
                     row.removed.setdefault(removed, []).append(float(ev.metrics.get(primary, math.nan)))
         rows.append(row)
@@ -75,7 +75,7 @@ def run_benchmark(domain: Domain, preset: str = "quick", seeds: int = 3, out_dir
 
 
 def write_benchmark_report(domain: Domain, rows: list[BenchmarkRow], primary: str, recipe: str, seeds: int, out_dir: Path) -> Path:
-    removable = list(domain.removable_modalities)
+    removable = [m for m in domain.removable_modalities if any(m in row.removed for row in rows)]
     header = ["configuration", "kind", f"{primary} mean ± sd", "mean 95% CI (bootstrap)"] + [f"without {m}" for m in removable]
     table = []
     for row in rows:
