@@ -118,6 +118,22 @@ def test_head_shapes(name: str):
     assert all(p.grad is not None for p in head.parameters())
 
 
+def test_timestep_head_temporal_context_is_causal():
+    from mmapps.models.types import FusionOutput
+
+    torch.manual_seed(0)
+    head = HEADS.get("timestep")(in_dim=D, num_labels=3, temporal_kernel=3).eval()
+    x = torch.randn(2, 6, D)
+    before = head(FusionOutput(x))
+    changed = x.clone()
+    changed[:, 4] += 10.0
+    after = head(FusionOutput(changed))
+    assert torch.allclose(before[:, :4], after[:, :4])  # earlier steps never see later ones
+    assert not torch.allclose(before[:, 5], after[:, 5])  # later steps see the change within the kernel
+    head(FusionOutput(x)).sum().backward()
+    assert head.temporal.weight.grad is not None
+
+
 def test_causal_attention_does_not_see_the_future():
     feats, present = _features()
     dims = {m: f.tokens.shape[-1] for m, f in feats.items()}

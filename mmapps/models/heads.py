@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from mmapps.models.types import FusionOutput
@@ -48,9 +49,25 @@ class RegressionHead(_LinearHead):
 
 @HEADS.register("timestep")
 class TimestepHead(_LinearHead):
-    """Per-time-step logits (B, T, C) from per-time-step fusion (``fusion.per_timestep=True``)."""
+    """Per-time-step logits (B, T, C) from per-time-step fusion (``fusion.per_timestep=True``).
+
+    Args:
+        temporal_kernel: when > 0, a causal depthwise convolution over the last `temporal_kernel`
+            steps (residual) runs before the output layer, giving fusions that see one time step
+            at a time (concat, late, gated, LMF) some temporal context. 0 = none (the default).
+        (other arguments as in the other heads)
+    """
+
+    def __init__(self, in_dim: int, num_labels: int, hidden: int | None = None, dropout: float = 0.1, temporal_kernel: int = 0) -> None:
+        super().__init__(in_dim, num_labels, hidden, dropout)
+        self.temporal_kernel = temporal_kernel
+        self.temporal = nn.Conv1d(in_dim, in_dim, temporal_kernel, groups=in_dim) if temporal_kernel > 0 else None
 
     def forward(self, fused: FusionOutput) -> Tensor:
         if fused.pooled.dim() != 3:
             raise ValueError("timestep head needs per-time-step features (B, T, D): set model.fusion.per_timestep=true")
-        return self.net(fused.pooled)
+        x = fused.pooled  # (B, T, D)
+        if self.temporal is not None:
+            past = nn.functional.pad(x.transpose(1, 2), (self.temporal_kernel - 1, 0))  # (B, D, T + k - 1): causal
+            x = x + torch.nn.functional.gelu(self.temporal(past)).transpose(1, 2)  # (B, T, D)
+        return self.net(x)
