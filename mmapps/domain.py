@@ -102,6 +102,33 @@ class TaskSpec:
 
 
 @dataclass(frozen=True)
+class TrainFlag:
+    """A boolean ``train`` option a domain adds to its CLI, setting one config field to true.
+
+    ``TrainFlag("allow-report-leakage", "data.options.allow_report_leakage", "...")`` makes
+    ``mmapps medical train --allow-report-leakage`` equal to
+    ``--set data.options.allow_report_leakage=true``; the field is validated like any other.
+
+    Args:
+        name: option name without the leading dashes (lower case, words joined by ``-``).
+        path: dotted config field the flag sets to true.
+        help: one line for ``--help``.
+    """
+
+    name: str
+    path: str
+    help: str
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name.startswith("-") or not self.name.replace("-", "").isalnum() or self.name != self.name.lower():
+            raise ValueError(f"train flag {self.name!r}: give the option name in lower case without dashes in front, e.g. 'allow-report-leakage'")
+
+    @property
+    def parameter(self) -> str:
+        return "flag_" + self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
 class Domain:
     """Everything mmapps needs to know about a field. See the module docstring for contracts.
 
@@ -126,6 +153,7 @@ class Domain:
         headline_metrics: metric keys shown in the report summary and printed by ``train`` (fnmatch
             patterns allowed); empty = all scalar metrics.
         install_hint: printed when the domain fails to import (e.g. ``pip install 'mmapps[x]'``).
+        train_flags: domain-specific boolean ``train`` options, each setting a config field.
     """
 
     name: str
@@ -146,6 +174,7 @@ class Domain:
     data_options: Ref | None = None
     headline_metrics: tuple[str, ...] = ()
     install_hint: str = "pip install mmapps"
+    train_flags: tuple[TrainFlag, ...] = ()
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -56,3 +56,26 @@ def test_pip_installed_example_plugin_trains_from_the_command_line(shapes_site, 
     proc = subprocess.run([sys.executable, "-m", "mmapps", "shapes", "train", "--recipe", "smoke", "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "run" / "report.md").exists() and "accuracy" in proc.stdout
+
+
+def test_train_flag_becomes_a_set_override_and_bad_names_are_refused():
+    import typer
+    from typer.testing import CliRunner
+
+    from mmapps.cli.verbs import with_train_flags
+    from mmapps.domain import TrainFlag
+
+    seen = {}
+
+    def train(set_: list[str] = typer.Option([], "--set"), seed: int = typer.Option(0)) -> None:
+        seen.update(set_=set_, seed=seed)
+
+    app = typer.Typer()
+    app.command("train")(with_train_flags(train, (TrainFlag("allow-x", "data.options.allow_x", "help"),)))
+    app.command("other")(lambda: None)
+    assert CliRunner().invoke(app, ["train", "--allow-x", "--set", "a.b=1", "--seed", "3"]).exit_code == 0
+    assert seen == {"set_": ["a.b=1", "data.options.allow_x=true"], "seed": 3}
+    assert CliRunner().invoke(app, ["train"]).exit_code == 0 and seen["set_"] == []
+    for bad in ("--allow-x", "Allow-X", "allow x"):
+        with pytest.raises(ValueError, match="lower case"):
+            TrainFlag(bad, "data.options.allow_x", "help")

@@ -6,7 +6,7 @@ See docs/medical.md for the data formats, the recipes and the flags.
 
 from __future__ import annotations
 
-from mmapps.domain import Domain, ModalitySpec, TaskSpec
+from mmapps.domain import Domain, ModalitySpec, TaskSpec, TrainFlag
 
 FINDINGS = (
     "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
@@ -92,6 +92,13 @@ domain = Domain(
     headline_metrics=(
         "auroc/macro", "auroc/micro", "auroc/competition5", "auprc/macro", "ece/macro",
         "sens/macro", "spec/macro", "ppv/macro", "npv/macro", "f1/macro", "pointing_game/*",
+    ),
+    train_flags=(
+        TrainFlag(
+            "allow-report-leakage",
+            "data.options.allow_report_leakage",
+            "allow FINDINGS / IMPRESSION as model input (the labels were extracted from them); the report says so first",
+        ),
     ),
     install_hint="pip install mmapps  (needs pydicom, pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls, monai)",
 )

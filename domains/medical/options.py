@@ -18,7 +18,9 @@ class MedicalDataOptions(BaseModel):
     uncertain: Literal["u-ignore", "u-zeros", "u-ones"] = Field("u-ignore", description="policy for -1 labels")
     blank: Literal["negative", "masked"] = Field("negative", description="policy for blank (not mentioned) labels")
     note_sections: list[str] = Field(default_factory=lambda: ["indication", "history"], description="note sections fed to the model")
-    allow_report_leakage: bool = Field(False, description="allow FINDINGS / IMPRESSION as input (--allow-report-leakage)")
+    allow_report_leakage: bool = Field(
+        False, description="allow FINDINGS / IMPRESSION as input (--allow-report-leakage); alone it feeds the full report"
+    )
     views: Literal["all", "frontal", "lateral"] = Field("all", description="which images of a study to use")
     max_images: int = Field(2, ge=1, description="images per study kept (frontal first)")
     image_size: int = Field(128, ge=16, le=1024, description="square side after resize (longest side) and padding")
@@ -53,6 +55,9 @@ class MedicalDataOptions(BaseModel):
     def _leakage_switch(self) -> "MedicalDataOptions":
         from mmapps_domains.medical.notes import LEAKING_SECTIONS
 
+        if self.allow_report_leakage and "note_sections" not in self.model_fields_set:
+            # the switch alone means "feed the whole report"; an explicit section list is kept as given
+            self.note_sections = ["indication", "history", *LEAKING_SECTIONS]
         leaking = [s for s in self.note_sections if s in LEAKING_SECTIONS]
         if leaking and not self.allow_report_leakage:
             raise ValueError(

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional, Sequence
 
 import typer
 
 from mmapps.cli.errors import fail, user_errors
-from mmapps.domain import resolve
+from mmapps.domain import TrainFlag, resolve
 from mmapps.plugins import DomainEntry, get_domain
 
 
@@ -37,7 +39,6 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         root = resolve(get_domain(name).write_demo_data)(out, n, seed)
         typer.echo(f"demo data written: {root}")
 
-    @app.command("train")
     @user_errors
     def train(
         recipe: Optional[str] = typer.Option(None, help="named recipe (see `info`); default: default"),
@@ -66,6 +67,8 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         cfg = resolve_config(domain, recipe, config, set_, extra)
         result = run_train(cfg, domain, resume=resume is not None)
         _print_result(result, domain)
+
+    app.command("train")(with_train_flags(train, entry.domain.train_flags))
 
     @app.command("evaluate")
     @user_errors
@@ -155,6 +158,30 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         except Exception as err:  # a broken plugin command must not break the other verbs or domains
             app.info.help = f"{app.info.help} (its extra commands failed to load: {type(err).__name__}: {err})"
     return app
+
+
+def with_train_flags(command: Callable[..., None], flags: Sequence[TrainFlag]) -> Callable[..., None]:
+    """Give the ``train`` command one boolean ``--<name>`` option per domain `TrainFlag`.
+
+    Each flag given is the same as ``--set <path>=true``, so it goes through the same validation.
+    """
+    if not flags:
+        return command
+    signature = inspect.signature(command, eval_str=True)
+    options = [
+        inspect.Parameter(flag.parameter, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(False, f"--{flag.name}", help=flag.help), annotation=bool)
+        for flag in flags
+    ]
+
+    @functools.wraps(command)
+    def with_flags(**values: Any) -> None:
+        chosen = [flag for flag in flags if values.pop(flag.parameter)]
+        values["set_"] = [*values["set_"], *(f"{flag.path}=true" for flag in chosen)]
+        command(**values)
+
+    with_flags.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *options])  # type: ignore[attr-defined]
+    with_flags.__annotations__ = {**{p.name: p.annotation for p in signature.parameters.values()}, **{flag.parameter: bool for flag in flags}}
+    return with_flags
 
 
 def _print_result(result: Any, domain: Any) -> None:

@@ -79,3 +79,30 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     for secret in ("MRN", "ACC5", "Demo General Hospital"):
         assert secret not in report and secret not in (run / "predictions.csv").read_text()
     assert (run / "figures" / "medical_gradcam.png").is_file() and (run / "figures" / "medical_reliability.png").is_file()
+
+
+@pytest.mark.slow
+def test_allow_report_leakage_flag_feeds_the_report_and_says_so_first(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import build_app
+
+    monkeypatch.setenv("MMAPPS_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    args = ["medical", "train", "--recipe", "smoke", "--out", str(run), "--allow-report-leakage"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    config = (run / "config.yaml").read_text()
+    assert "allow_report_leakage: true" in config and "- findings" in config and "- impression" in config
+    first_lines = "\n".join((run / "report.md").read_text().splitlines()[:8])
+    assert "REPORT LEAKAGE" in first_lines
+
+
+def test_findings_sections_without_the_flag_are_refused(tmp_path):
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import build_app
+
+    args = ["medical", "train", "--recipe", "smoke", "--out", str(tmp_path / "run"), "--set", "data.options.note_sections=[indication,findings]"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 2 and "--allow-report-leakage" in result.output and "Traceback" not in result.output
