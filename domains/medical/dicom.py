@@ -243,7 +243,8 @@ def _apply_voi(values: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
 
         item = ds.VOILUTSequence[0]
         bits = int(item.LUTDescriptor[2])
-        lut_out = np.asarray(apply_voi(values, ds, index=0), dtype=np.float64)
+        # the LUT is indexed by integers: round the modality LUT output (pydicom warns on floats)
+        lut_out = np.asarray(apply_voi(np.rint(values).astype(np.int64), ds, index=0), dtype=np.float64)
         return np.clip(lut_out / float((1 << bits) - 1), 0.0, 1.0), "VOILUTSequence[0]"
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None:

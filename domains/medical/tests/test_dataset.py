@@ -12,6 +12,7 @@ from mmapps.config import RunConfig
 from mmapps.errors import ConfigError, DataError
 from mmapps_domains.medical.dataset import age_band, build_datasets
 from mmapps_domains.medical.demo import write_demo_data
+from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +125,28 @@ def test_cache_is_keyed_by_content_and_config(tmp_path, demo):
 
 def test_age_band():
     assert [age_band(a) for a in (None, 25, 40, 79.5, 91)] == ["unknown", "<40", "40-59", "60-79", "80+"]
+
+
+def test_mimic_gzipped_tables_and_negbio_labels(tmp_path):
+    import gzip
+
+    root = write_demo_data(tmp_path / "mimic", n=10, seed=2, layout="mimic")
+    chexpert = list(csv.DictReader((root / "mimic-cxr-2.0.0-chexpert.csv").open()))
+    negbio = [dict(row, Edema="1.0" if i % 2 else "0.0") for i, row in enumerate(chexpert)]  # differs from chexpert
+    for stem in ("chexpert", "split", "metadata"):
+        plain = root / f"mimic-cxr-2.0.0-{stem}.csv"
+        (root / f"{plain.name}.gz").write_bytes(gzip.compress(plain.read_bytes()))
+        plain.unlink()
+    with gzip.open(root / "mimic-cxr-2.0.0-negbio.csv.gz", "wt", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(chexpert[0]))
+        writer.writeheader()
+        writer.writerows(negbio)
+    column = CHEXPERT_FINDINGS.index("Edema")
+    for source, rows in (("chexpert", chexpert), ("negbio", negbio)):
+        splits = build_datasets(_cfg(root, mimic_labels=source))
+        assert splits.info["layout"] == "mimic-cxr"
+        expected = {r["study_id"]: float(r["Edema"]) if r["Edema"] not in ("", "-1.0") else None for r in rows}
+        for ds in (splits.train, splits.val, splits.test):
+            for study in ds.studies:
+                if expected[study.study_id] is not None:
+                    assert study.targets[column] == expected[study.study_id], (source, study.study_id)

@@ -86,6 +86,31 @@ def test_window_matches_pydicom(function):
     np.testing.assert_allclose(window_linear(x, 1500, 900, function), theirs, atol=1e-9)
 
 
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_voi_lut_sequence_takes_precedence_over_the_window(tmp_path, photometric):
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    stored = _stored()  # 12-bit
+    path = write_xray_dicom(tmp_path / "lut.dcm", stored, XrayTags(photometric=photometric, window=(100, 50)))
+    ds = pydicom.dcmread(path)
+    first, lut = 200, (np.sqrt(np.arange(3000) / 2999.0) * 65535).astype(np.uint16)  # a gamma curve, 16-bit entries
+    item = Dataset()
+    item.LUTDescriptor = [len(lut), first, 16]
+    item.LUTData = lut.tobytes()
+    item["LUTData"].VR = "OW"
+    ds.VOILUTSequence = Sequence([item])
+    ds.save_as(path)
+    image, meta = read_dicom_xray(path)
+    # hand-worked PS3.3 C.11.2.1.1: values below the first mapped one take the first entry, above the last the last
+    expected = lut[np.clip(stored.astype(np.int64) - first, 0, len(lut) - 1)] / 65535.0
+    if photometric == "MONOCHROME1":
+        expected = 1.0 - expected
+    assert meta["voi"] == "VOILUTSequence[0]"
+    np.testing.assert_allclose(image, expected, atol=1e-6)
+
+
 def test_no_window_falls_back_to_percentiles(tmp_path):
     stored = _stored()
     image, meta = read_dicom_xray(write_xray_dicom(tmp_path / "n.dcm", stored, XrayTags(window=None)))
