@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from mmapps.metrics import accuracy, average_precision, bootstrap_ci, expected_calibration_error, macro_f1, precision_recall_curve, roc_auc, roc_curve
+from mmapps.metrics import accuracy, average_precision, bootstrap_ci, expected_calibration_error, macro_f1, precision_recall_curve, roc_auc, roc_curve, wilson_interval
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -80,3 +80,13 @@ def test_bootstrap_by_group_keeps_groups_together():
     assert seen <= {0.0, 5.0, 10.0}
     assert ci.low == 0.0 and ci.high == 10.0
     assert math.isclose(ci.estimate, 5.0)
+
+
+@pytest.mark.parametrize(("k", "n", "confidence"), [(17, 59, 0.95), (0, 10, 0.95), (10, 10, 0.9), (3, 7, 0.99)])
+def test_wilson_interval_matches_scipy(k, n, confidence):
+    from scipy.stats import binomtest
+
+    theirs = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    assert wilson_interval(k, n, confidence) == pytest.approx((theirs.low, theirs.high), abs=1e-12)
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(n + 1, n)

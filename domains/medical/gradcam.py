@@ -43,6 +43,17 @@ class ImageLogits(nn.Module):
         return self.model(batch)["findings"]
 
 
+def scale_to_unit(cam: torch.Tensor) -> torch.Tensor:
+    """Min-max scale each map of ``(B, 1, H, W)`` to [0, 1], high = salient.
+
+    MONAI's default CAM post-processing maps (min, max) to (1, 0), flipping the map (its docstring
+    says so); the pointing game and the overlays need the unflipped order. A constant map stays 0.
+    """
+    flat = cam.flatten(1)  # (B, H*W)
+    low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(cam)
+
+
 def _target_layer(model: nn.Module) -> str:
     # the 1x1 projection's output is exactly the feature map whose cells become the fusion's image tokens
     return "model.encoders.image.proj"
@@ -72,7 +83,9 @@ def gradcam_section(ctx: Any):
     names = list(ctx.domain.primary_task.labels)
     device = next(model.parameters()).device
     model.eval()
-    figures, hits, chance, tried = [], 0, [], 0
+    figures, chance, flat_maps = [], [], 0
+    hits_of: dict[str, list[int]] = {}  # finding -> [hits, tried]
+    tried = 0
     for index, study in enumerate(studies):
         if tried >= MAX_POINTS and len(figures) >= MAX_FIGURE:
             break
@@ -81,7 +94,7 @@ def gradcam_section(ctx: Any):
         size = image.shape[-1]
         rel = study.image_paths[0].relative_to(root).as_posix() if root and study.image_paths[0].is_relative_to(root) else ""
         boxes = locations.get(rel, {})
-        cam = GradCAM(nn_module=ImageLogits(model, study.note), target_layers=_target_layer(model))
+        cam = GradCAM(nn_module=ImageLogits(model, study.note), target_layers=_target_layer(model), postprocessing=scale_to_unit)
         positives = [j for j, v in enumerate(study.targets) if v == 1 and names[j] in boxes]
         wanted = positives or ([int(np.nanargmax(np.nan_to_num(study.targets, nan=-1)))] if len(figures) < MAX_FIGURE else [])
         for j in wanted[:3]:
@@ -90,7 +103,11 @@ def gradcam_section(ctx: Any):
             if names[j] in boxes and tried < MAX_POINTS:
                 x0, y0, x1, y1 = box_to_pixels(boxes[names[j]], *_original_shape(study, dataset), size)
                 r, c = np.unravel_index(int(np.argmax(saliency)), saliency.shape)
-                hits += int(x0 <= c <= x1 and y0 <= r <= y1)
+                flat = float(saliency.max() - saliency.min()) < 1e-6  # no gradient reached the layer: a miss
+                flat_maps += int(flat)
+                record = hits_of.setdefault(names[j], [0, 0])
+                record[0] += int(not flat and x0 <= c <= x1 and y0 <= r <= y1)
+                record[1] += 1
                 chance.append(max(0.0, min(x1, size) - max(x0, 0)) * max(0.0, min(y1, size) - max(y0, 0)) / size**2)
                 tried += 1
             if len(figures) < MAX_FIGURE:
@@ -99,11 +116,22 @@ def gradcam_section(ctx: Any):
     text = "Grad-CAM (MONAI `GradCAM`) of the image encoder for positive findings of test studies, the note held fixed."
     data: dict[str, Any] = {}
     if tried:
+        from mmapps.metrics import wilson_interval
+
+        hits = sum(h for h, _ in hits_of.values())
         rate, base = hits / tried, float(np.mean(chance))
-        data = {"pointing_game_hit_rate": rate, "pointing_game_chance": base, "pointing_game_n": tried}
-        ctx.metrics.update({"pointing_game/hit_rate": rate, "pointing_game/chance": base})
-        text += (f"\n\nPointing game on demo data: the saliency maximum falls inside the drawn finding's box in "
-                 f"**{hits}/{tried} = {rate:.2f}** of (study, positive finding) pairs; chance (mean box area share) is {base:.2f}.")
+        low, high = wilson_interval(hits, tried)
+        data = {"pointing_game_hit_rate": rate, "pointing_game_ci": [low, high], "pointing_game_chance": base,
+                "pointing_game_n": tried, "pointing_game_flat_maps": flat_maps, "pointing_game_per_finding": hits_of}
+        ctx.metrics.update({"pointing_game/hit_rate": rate, "pointing_game/hit_rate/ci_low": low,
+                            "pointing_game/hit_rate/ci_high": high, "pointing_game/chance": base})
+        verdict = "above" if low > base else "not clearly above"
+        per_finding = ", ".join(f"{name} {h}/{n}" for name, (h, n) in sorted(hits_of.items()))
+        text += (f"\n\nPointing game on demo data (Zhang et al., 2016; strict, no tolerance): the saliency maximum falls inside "
+                 f"the drawn finding's box in **{hits}/{tried} = {rate:.2f}** (95% Wilson CI [{low:.2f}, {high:.2f}]) of "
+                 f"(study, positive finding) pairs; chance (mean share of the image the boxes cover) is {base:.2f}, so "
+                 f"localisation is {verdict} chance. Per finding: {per_finding}."
+                 + (f" {flat_maps} map(s) were flat (no gradient reached the layer) and count as misses." if flat_maps else ""))
     return Section("Grad-CAM", text, [path] if path else [], data)
 
 

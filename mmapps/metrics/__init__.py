@@ -10,6 +10,7 @@ from mmapps.metrics.classification import (
     roc_auc,
     roc_curve,
 )
+from mmapps.metrics.proportion import wilson_interval
 
 __all__ = [
     "ConfidenceInterval",
@@ -21,4 +22,5 @@ __all__ = [
     "precision_recall_curve",
     "roc_auc",
     "roc_curve",
+    "wilson_interval",
 ]
