@@ -65,9 +65,12 @@ CORE_SECTIONS: tuple[Callable[[ReportContext], list[Section]], ...] = (summary_s
 def write_report(ctx: ReportContext, extra_sections: Sequence[Any] = ()) -> Path:
     """Render core sections, then the domain's, into ``report.md`` and ``report.json``; return the .md path."""
     ctx.figures_dir.mkdir(parents=True, exist_ok=True)
-    sections: list[Section] = []
-    for make in (*CORE_SECTIONS, *(resolve(ref) for ref in ctx.domain.report_sections), *extra_sections):
-        sections.extend(make(ctx))
+    # domain sections run first because some add metrics (e.g. the pointing game) that the core
+    # summary table must show; the core sections still come first in the report
+    domain_sections: list[Section] = []
+    for make in (*(resolve(ref) for ref in ctx.domain.report_sections), *extra_sections):
+        domain_sections.extend(make(ctx))
+    sections: list[Section] = [section for make in CORE_SECTIONS for section in make(ctx)] + domain_sections
     lines = [f"# {ctx.domain.name} report", ""]
     lines += [f"> **{note}**" for note in ctx.notes] + ([""] if ctx.notes else [])
     for section in sections:

@@ -129,11 +129,11 @@ def _test_and_report(cfg, domain, model, test_set, val_set, modalities, runtime,
     if not runtime.is_main:
         return RunResult(run_dir, {})
     metrics = compute_metrics(domain, test_records, cfg, val_records)
-    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
     predictions = write_predictions(domain, test_records, run_dir)
     notes = list(info.pop("notes", []))
     ctx = ReportContext(cfg, domain, run_dir, run_dir / "figures", metrics, test_records, val_records, model, test_set, history, notes, info)
-    report = write_report(ctx)
+    report = write_report(ctx)  # report sections may add metrics (e.g. medical's pointing game)
+    (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
     return RunResult(run_dir, metrics, report, predictions, info)
 
 

@@ -76,6 +76,8 @@ def test_smoke_recipe_end_to_end(tmp_path, monkeypatch):
     assert rows and list(rows[0])[:3] == ["study_id", "view", "n_images"] and "subject_id" not in rows[0]
     report = (run / "report.md").read_text()
     assert "Findings: AUROC with 95% CI" in report and "Grad-CAM" in report and "Calibration" in report
+    # the pointing game is computed by a report section, yet reaches metrics.json and the summary table
+    assert "pointing_game/hit_rate" in metrics and "| pointing_game/hit_rate |" in report.split("## Training")[0]
     for secret in ("MRN", "ACC5", "Demo General Hospital"):
         assert secret not in report and secret not in (run / "predictions.csv").read_text()
     assert (run / "figures" / "medical_gradcam.png").is_file() and (run / "figures" / "medical_reliability.png").is_file()
