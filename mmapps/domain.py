@@ -29,7 +29,8 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
   a function that declares a ``val_records`` parameter also receives the validation records
   (thresholds chosen on validation). ``cfg.eval.bootstrap_resamples == 0`` means "no CIs"
   (the trainer's per-epoch validation).
-- ``write_predictions(records, out_dir) -> Path``: the domain's prediction file(s).
+- ``write_predictions(records, out_dir[, labels]) -> Path``: the domain's prediction file(s); a
+  function that declares a ``labels`` parameter receives task name -> this run's label names.
 - ``report_sections``: callables ``(context: mmapps.report.ReportContext) -> list[Section]``.
 - ``batch_sampler(dataset, cfg, split) -> Sampler | None``: optional.
 - ``extra_commands(app: typer.Typer)``: adds domain-specific CLI verbs; must import lazily.
@@ -38,7 +39,7 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping
 
 ModalityKind = Literal["image", "text", "audio", "video", "pointcloud", "chat", "tabular", "features"]
@@ -89,6 +90,8 @@ class TaskSpec:
         metrics: lazy ref, see module docstring.
         primary_metric: key of the metrics dict used for early stopping and model selection.
         higher_is_better: direction of the primary metric.
+        labels_option: key of ``cfg.data.options`` whose list, when the user sets it, replaces
+            ``labels`` for that run (e.g. medical ``findings``); see `with_configured_labels`.
     """
 
     name: str
@@ -99,6 +102,7 @@ class TaskSpec:
     metrics: Ref
     primary_metric: str
     higher_is_better: bool = True
+    labels_option: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,3 +215,21 @@ class Domain:
     @property
     def primary_task(self) -> TaskSpec:
         return self.tasks[0]
+
+
+def with_configured_labels(domain: Domain, cfg: Any) -> Domain:
+    """``domain`` with each task's labels taken from ``cfg.data.options[task.labels_option]`` when set.
+
+    The workflows call this once per run, so the heads, the checkpoint's label map, metrics and
+    reports all see the same label list.
+    """
+    options = getattr(getattr(cfg, "data", None), "options", None) or {}
+    tasks = []
+    for task in domain.tasks:
+        labels = options.get(task.labels_option) if task.labels_option else None
+        if labels is not None and (isinstance(labels, str) or not all(isinstance(x, str) for x in labels) or not labels):
+            from mmapps.errors import ConfigError
+
+            raise ConfigError(f"data.options.{task.labels_option}: expected a non-empty list of label names; found {labels!r}")
+        tasks.append(replace(task, labels=tuple(labels)) if labels is not None else task)
+    return replace(domain, tasks=tuple(tasks)) if tasks != list(domain.tasks) else domain

@@ -79,3 +79,17 @@ def test_train_flag_becomes_a_set_override_and_bad_names_are_refused():
     for bad in ("--allow-x", "Allow-X", "allow x"):
         with pytest.raises(ValueError, match="lower case"):
             TrainFlag(bad, "data.options.allow_x", "help")
+
+
+def test_configured_labels_replace_the_declared_ones_only_when_set():
+    from mmapps.config import RunConfig
+    from mmapps.domain import with_configured_labels
+    from mmapps.errors import ConfigError
+    from mmapps.plugins import get_domain
+
+    medical = get_domain("medical")
+    assert with_configured_labels(medical, RunConfig(domain="medical")) is medical
+    chosen = with_configured_labels(medical, RunConfig(domain="medical", data={"options": {"findings": ["Edema", "Fracture"]}}))
+    assert chosen.primary_task.labels == ("Edema", "Fracture") and medical.primary_task.labels[0] == "No Finding"
+    with pytest.raises(ConfigError, match="data.options.findings"):
+        with_configured_labels(medical, RunConfig(domain="medical", data={"options": {"findings": "Edema"}}))

@@ -80,6 +80,7 @@ domain = Domain(
             postprocess="mmapps.tasks.postprocess:sigmoid_scores",
             metrics="mmapps_domains.medical.metrics:findings_metrics",
             primary_metric="auroc/macro",
+            labels_option="findings",  # --set 'data.options.findings=[...]' sizes the head and names the columns
         ),
     ),
     build_datasets="mmapps_domains.medical.dataset:build_datasets",

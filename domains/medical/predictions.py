@@ -12,20 +12,21 @@ from typing import Any, Sequence
 from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
 
 
-def write_findings_csv(records: dict[str, Sequence[Any]], out_dir: Path, findings: Sequence[str] | None = None) -> Path:
+def write_findings_csv(records: dict[str, Sequence[Any]], out_dir: Path, labels: dict[str, Sequence[str]] | None = None) -> Path:
     """Write ``predictions.csv``.
 
     Args:
         records: task -> `PredictionRecord`s (the ``findings`` task is written).
         out_dir: folder.
-        findings: column names; default the 14 CheXpert findings (or ``label_j`` when counts differ).
+        labels: task -> this run's label names (the ``findings`` list); default the 14 CheXpert
+            findings (or ``label_j`` when the score count differs).
 
     Returns:
         The CSV path.
     """
     rows = list(records.get("findings", []))
     width = len(rows[0].prediction["scores"]) if rows else len(CHEXPERT_FINDINGS)
-    names = list(findings or CHEXPERT_FINDINGS)
+    names = list((labels or {}).get("findings") or CHEXPERT_FINDINGS)
     if len(names) != width:
         names = [f"label_{j}" for j in range(width)]
     path = Path(out_dir) / "predictions.csv"

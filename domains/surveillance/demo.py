@@ -1,7 +1,9 @@
 """Demo data: real mp4 clips (h264 + aac), microphones, chat logs and the manifest of a synthetic scene.
 
 Each clip lasts ``DURATION`` s at ``FPS`` fps. About a third of the clips are normal; the others
-hold one or two events (fight, fall, intrusion). Every event is perceived by a random non-empty
+hold one or two events (fight, fall, intrusion). A clip is a cut of a continuous recording: an
+event may have begun before the clip or go on after it, and its position is uniform, so the
+window index alone says nothing about the labels (see `sample_events`). Every event is perceived by a random non-empty
 subset of {video, audio, chat} (camera 60 %, microphone 60 %, a chat report 50 %), so each
 modality alone misses events that the others catch and fusion measurably wins. Chat reports come
 0.5-2.5 s late, with typos; some reports are false. A few clips carry their sound in a separate
@@ -35,21 +37,31 @@ REPORTS = {
     "intrusion": ("someone in the restricted zone", "intruder climbed into the fenced area", "person inside the yelow zone", "guy jumped the fence"),
 }
 PERCEPTION = {"video": 0.6, "audio": 0.6, "chat": 0.5}
+MIN_INSIDE = 1.0  # seconds of every event inside its clip
 
 
 def sample_events(rng: np.random.Generator) -> list[Event]:
-    """0 (a third of clips), 1 or 2 non-overlapping events, each seen by a random non-empty set of modalities."""
+    """0 (a third of clips), 1 or 2 non-overlapping events, each seen by a random non-empty set of modalities.
+
+    Event times are on the recording's time line, of which the clip shows ``[0, DURATION)``: a start
+    is uniform over every position that keeps at least ``MIN_INSIDE`` s of the event inside the
+    clip, so an event may begin before the clip (its onset sounds and chat report are then not in
+    it) or end after it. Placing events only well inside the clip would let a model score windows
+    by their index (absolute time since the clip start) instead of by what it sees and hears.
+    """
     count = rng.choice([0, 1, 2], p=[0.34, 0.46, 0.2])
-    events, free_from = [], 1.5
+    events: list[Event] = []
     for _ in range(count):
         length = rng.uniform(2.5, 4.5)
-        if free_from + length > DURATION - 0.5:
+        for _attempt in range(20):  # a second event must leave a 1.5 s gap to the first
+            start = rng.uniform(MIN_INSIDE - length, DURATION - MIN_INSIDE)
+            if all(start + length + 1.5 <= ev.start or ev.end + 1.5 <= start for ev in events):
+                break
+        else:
             break
-        start = rng.uniform(free_from, min(DURATION - 0.5 - length, free_from + 3.0))
         seen = frozenset(m for m, p in PERCEPTION.items() if rng.random() < p) or frozenset({rng.choice(list(PERCEPTION))})
         events.append(Event(str(rng.choice(CLASSES)), round(start, 2), round(start + length, 2), seen))
-        free_from = start + length + 1.5
-    return events
+    return sorted(events, key=lambda ev: ev.start)
 
 
 def chat_messages(events: list[Event], rng: np.random.Generator) -> list[tuple[float, str, str]]:
@@ -58,6 +70,8 @@ def chat_messages(events: list[Event], rng: np.random.Generator) -> list[tuple[f
     for ev in events:
         if "chat" in ev.seen_by:
             t = min(ev.start + rng.uniform(0.5, 2.5), ev.end - 0.1)
+            if not 0 <= t < DURATION:  # reported before or after the clip
+                continue
             msgs.append((float(t), str(rng.choice(USERS)), str(rng.choice(REPORTS[ev.label]))))
             if rng.random() < 0.4:
                 msgs.append((float(min(t + rng.uniform(0.3, 1.5), DURATION - 0.01)), str(rng.choice(USERS)), "on it"))
@@ -97,7 +111,7 @@ def write_demo_clip(root: Path, index: int, split: str, rng: np.random.Generator
             for t, user, text in messages:
                 handle.write(json.dumps({"t": round(t, 2), "user": user, "text": text}) + "\n")
     entry["labels"] = sorted({ev.label for ev in events})
-    entry["segments"] = [[ev.start, ev.end, ev.label] for ev in events]
+    entry["segments"] = [[max(ev.start, 0.0), min(ev.end, DURATION), ev.label] for ev in events]  # the part inside the clip
     entry["perceived_by"] = [sorted(ev.seen_by) for ev in events]
     return entry
 

@@ -13,9 +13,10 @@ from mmapps_domains.surveillance.demo_scene import Event
 
 
 def _add(track: np.ndarray, sound: np.ndarray, at: int) -> None:
-    end = min(track.size, at + sound.size)
-    if 0 <= at < end:
-        track[at:end] += sound[: end - at]
+    """Mix ``sound`` in from sample ``at`` (which may be negative: a sound begun before the clip)."""
+    lo, hi = max(at, 0), min(track.size, at + sound.size)
+    if lo < hi:
+        track[lo:hi] += sound[lo - at : hi - at]
 
 
 def shout(rng: np.random.Generator, seconds: float, sr: int) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ import yaml
 
 from mmapps.config import RunConfig, config_to_yaml, validate_config
 from mmapps.data.views import WithoutModalities
-from mmapps.domain import Domain, resolve
+from mmapps.domain import Domain, resolve, with_configured_labels
 from mmapps.errors import DataError
 from mmapps.workflows.resolve import default_run_dir, ensure_data_root
 
@@ -45,6 +46,7 @@ def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Seque
     cfg = cfg.model_copy(update={"out_dir": run_dir})
     seed_everything(cfg.seed, cfg.train.deterministic)
     cfg = _prepare_data(cfg, domain, runtime)
+    domain = with_configured_labels(domain, cfg)
     splits = resolve(domain.build_datasets)(cfg)
     if len(splits.train) == 0:
         raise DataError(f"data root {cfg.data.root}: no usable training sample ({splits.issues.summary()}); check the paths and formats in docs/{domain.name}.md")
@@ -78,6 +80,7 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
     runtime = setup_runtime(cfg.train)
     run_dir = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "eval"
     cfg = _prepare_data(cfg.model_copy(update={"out_dir": run_dir}), domain, runtime)
+    domain = with_configured_labels(domain, cfg)
     splits = resolve(domain.build_datasets)(cfg)
     model = build_model(cfg, domain)
     ckpt.load_weights(model, state, Path(checkpoint))
@@ -103,6 +106,7 @@ def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, sp
 
     cfg, state = _config_from_checkpoint(checkpoint, deep_merge(overrides or {}, {"data": {"root": str(data_root)}}))
     runtime = setup_runtime(cfg.train)
+    domain = with_configured_labels(domain, cfg)
     splits = resolve(domain.build_datasets)(cfg)
     if split not in ("train", "val", "test"):
         raise DataError(f"--split {split!r}: expected train, val or test")
@@ -140,7 +144,10 @@ def _test_and_report(cfg, domain, model, test_set, val_set, modalities, runtime,
 def write_predictions(domain: Domain, records: dict[str, list[Any]], out_dir: Path) -> Path:
     """The domain's writer, or JSON Lines of the records (one line per sample and task)."""
     if domain.write_predictions is not None:
-        return resolve(domain.write_predictions)(records, out_dir)
+        writer = resolve(domain.write_predictions)
+        if "labels" in inspect.signature(writer).parameters:  # optional: task name -> label names of this run
+            return writer(records, out_dir, labels={t.name: list(t.labels) for t in domain.tasks})
+        return writer(records, out_dir)
     path = out_dir / "predictions.jsonl"
     with path.open("w") as handle:
         for task, rows in records.items():

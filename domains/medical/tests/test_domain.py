@@ -108,3 +108,24 @@ def test_findings_sections_without_the_flag_are_refused(tmp_path):
     args = ["medical", "train", "--recipe", "smoke", "--out", str(tmp_path / "run"), "--set", "data.options.note_sections=[indication,findings]"]
     result = CliRunner().invoke(build_app(), args)
     assert result.exit_code == 2 and "--allow-report-leakage" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_configured_findings_size_the_head_and_name_every_output(tmp_path, monkeypatch):
+    from safetensors import safe_open
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import build_app
+
+    monkeypatch.setenv("MMAPPS_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    chosen = ["Cardiomegaly", "Edema", "Pleural Effusion", "Pneumonia"]
+    args = ["medical", "train", "--recipe", "smoke", "--out", str(run), "--set", f"data.options.findings=[{','.join(chosen)}]"]
+    result = CliRunner().invoke(build_app(), args)
+    assert result.exit_code == 0, result.output
+    assert list(csv.DictReader((run / "predictions.csv").open()).fieldnames)[3:] == chosen
+    with safe_open(str(run / "checkpoints" / "best.safetensors"), "pt") as handle:
+        assert json.loads(handle.metadata()["labels"])["findings"] == chosen
+        assert handle.get_tensor("heads.findings.net.2.weight").shape[0] == len(chosen)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "auroc/Edema" in metrics and "auroc/Fracture" not in metrics
