@@ -85,7 +85,9 @@ class TaskSpec:
         name: key in `Sample.targets` and in the model's output dict.
         head: head registry name (``multilabel``, ``multiclass``, ``regression``, ``timestep``...).
         labels: label names in output order (class names, findings, event classes).
-        losses: loss name -> (lazy ref to ``fn(outputs, targets, batch) -> Tensor``, weight).
+        losses: loss name -> (lazy ref to ``fn(outputs, targets, batch) -> Tensor``, weight); the
+            ref may name a class instead, built once per run as ``cls(cfg, train_set)`` and then
+            called the same way (for losses that depend on the training data, e.g. pos_weight).
         postprocess: lazy ref, see module docstring.
         metrics: lazy ref, see module docstring.
         primary_metric: key of the metrics dict used for early stopping and model selection.

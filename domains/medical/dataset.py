@@ -188,9 +188,6 @@ def build_datasets(cfg: Any):
         raise DataError(f"data.root {root}: every one of {len(records)} studies failed ({log.summary()}); nothing to train on")
     split_of_patient = split_by_patient(records, options.split_fractions, cfg.seed)
     by_split = {name: [s for s in studies if split_of_patient[s.subject_id] == name] for name in ("train", "val", "test")}
-    from mmapps_domains.medical.losses import set_pos_weight
-
-    set_pos_weight(np.stack([s.targets for s in by_split["train"]]) if options.pos_weight == "auto" and by_split["train"] else None)
     if options.allow_report_leakage:
         info["notes"] = [
             "REPORT LEAKAGE: the note input includes " + "/".join(s.upper() for s in options.note_sections)

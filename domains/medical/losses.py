@@ -1,8 +1,8 @@
 """Findings loss: per-label BCE on logits, NaN targets masked, optional per-label pos_weight.
 
-``data.options.pos_weight`` = ``auto`` sets pos_weight = negatives / positives per finding from the
-training split (clamped to [1, 50]) when the datasets are built; ``none`` (default) leaves it off.
-The weight is held here because the core loss contract is ``fn(outputs, targets, batch)``.
+``data.options.pos_weight`` = ``auto`` sets pos_weight = negatives / positives per finding on the
+training split (clamped to [1, 50]); ``none`` (default) leaves it off. `FindingsBCE` is a loss
+class, so the core builds it once per run from the config and the training set.
 """
 
 from __future__ import annotations
@@ -11,27 +11,40 @@ from typing import Any
 
 import numpy as np
 
-_POS_WEIGHT: dict[str, Any] = {"value": None}
+MAX_POS_WEIGHT = 50.0
 
 
-def set_pos_weight(train_targets: np.ndarray | None) -> list[float] | None:
-    """Set (or clear, with None) the pos_weight from training targets ``(N, L)`` with NaN = ignored."""
-    if train_targets is None or len(train_targets) == 0:
-        _POS_WEIGHT["value"] = None
-        return None
+def pos_weight_from_targets(train_targets: np.ndarray) -> list[float]:
+    """negatives / positives per finding of ``(N, L)`` targets (NaN = ignored), clamped to [1, 50]."""
     pos = np.nansum(train_targets == 1, axis=0).astype(float)
     neg = np.nansum(train_targets == 0, axis=0).astype(float)
-    weight = np.clip(neg / np.maximum(pos, 1.0), 1.0, 50.0)
-    _POS_WEIGHT["value"] = weight.tolist()
-    return _POS_WEIGHT["value"]
+    return np.clip(neg / np.maximum(pos, 1.0), 1.0, MAX_POS_WEIGHT).tolist()
 
 
-def findings_bce(outputs: Any, targets: Any, batch: Any = None) -> Any:
+def findings_bce(outputs: Any, targets: Any, batch: Any = None, pos_weight: list[float] | None = None) -> Any:
     """Mean BCE-with-logits over known (non-NaN) labels of ``outputs`` (B, L) against ``targets`` (B, L)."""
     import torch
 
     from mmapps.tasks.losses import multilabel_bce
 
-    weight = _POS_WEIGHT["value"]
-    pos_weight = torch.tensor(weight, dtype=torch.float32, device=outputs.device) if weight is not None and len(weight) == outputs.shape[-1] else None
-    return multilabel_bce(outputs, targets, batch, pos_weight=pos_weight)
+    weight = torch.tensor(pos_weight, dtype=torch.float32, device=outputs.device) if pos_weight is not None else None
+    return multilabel_bce(outputs, targets, batch, pos_weight=weight)
+
+
+class FindingsBCE:
+    """The findings task's loss for one run: `findings_bce` with pos_weight per ``data.options.pos_weight``.
+
+    Args:
+        cfg: the run config.
+        train_set: the training `MedicalStudyDataset` (its studies' targets give the weights).
+    """
+
+    def __init__(self, cfg: Any, train_set: Any) -> None:
+        from mmapps_domains.medical.options import parse_options
+
+        options = parse_options(cfg.data.options)
+        studies = getattr(train_set, "studies", None) or []
+        self.pos_weight = pos_weight_from_targets(np.stack([s.targets for s in studies])) if options.pos_weight == "auto" and studies else None
+
+    def __call__(self, outputs: Any, targets: Any, batch: Any = None) -> Any:
+        return findings_bce(outputs, targets, batch, self.pos_weight)

@@ -73,6 +73,13 @@ def primary_key(domain: Domain) -> str:
     return f"{task.name}/{task.primary_metric}" if len(domain.tasks) > 1 else task.primary_metric
 
 
+def build_loss(ref: Any, cfg: RunConfig, train_set: Any) -> Any:
+    """Resolve a `TaskSpec.losses` reference: a function is used as is; a class is built once per
+    run as ``cls(cfg, train_set)`` (losses that depend on the training data, such as pos_weight)."""
+    loss = resolve(ref)
+    return loss(cfg, train_set) if inspect.isclass(loss) else loss
+
+
 class Trainer:
     """Fits a model on a domain's train split, selecting on the validation primary metric.
 
@@ -98,7 +105,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        self.losses = {t.name: [(name, resolve(ref), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
+        self.losses = {t.name: [(name, build_loss(ref, cfg, train_set), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
         steps_per_epoch = len(self.train_loader) if cfg.train.max_steps_per_epoch is None else min(len(self.train_loader), cfg.train.max_steps_per_epoch)
         self.optimizer_steps_per_epoch = max(1, math.ceil(steps_per_epoch / cfg.train.grad_accum_steps))
         self.total_steps = self.optimizer_steps_per_epoch * cfg.train.epochs

@@ -43,7 +43,10 @@ def test_entry_point_finds_the_domain():
 
 
 def test_loss_masks_nan_and_pos_weight():
-    from mmapps_domains.medical.losses import findings_bce, set_pos_weight
+    import numpy as np
+
+    from mmapps.config import RunConfig
+    from mmapps_domains.medical.losses import FindingsBCE, findings_bce, pos_weight_from_targets
 
     logits = torch.tensor([[2.0, -1.0], [0.5, 0.0]], requires_grad=True)
     targets = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
@@ -52,12 +55,17 @@ def test_loss_masks_nan_and_pos_weight():
     assert torch.allclose(loss, expected)
     loss.backward()
     assert logits.grad[0, 1] == 0
-    import numpy as np
-
-    assert set_pos_weight(np.array([[1, 0], [0, 0], [0, np.nan], [0, 1]], dtype=float)) == [3.0, 2.0]
-    weighted = findings_bce(logits.detach(), targets)
-    set_pos_weight(None)
+    train_targets = np.array([[1, 0], [0, 0], [0, np.nan], [0, 1]], dtype=float)
+    assert pos_weight_from_targets(train_targets) == [3.0, 2.0]
+    weighted = findings_bce(logits.detach(), targets, pos_weight=[3.0, 2.0])
     assert weighted > findings_bce(logits.detach(), targets)
+
+    class Studies:  # what FindingsBCE reads from the training set
+        studies = [type("Study", (), {"targets": row})() for row in train_targets]
+
+    auto = FindingsBCE(RunConfig(domain="medical", data={"options": {"pos_weight": "auto"}}), Studies())
+    assert auto.pos_weight == [3.0, 2.0] and torch.allclose(auto(logits.detach(), targets), weighted)
+    assert FindingsBCE(RunConfig(domain="medical"), Studies()).pos_weight is None
 
 
 @pytest.mark.slow
