@@ -51,15 +51,17 @@ RECIPES = {
         "train": {"epochs": 1, "batch_size": 8},
         "eval": {"bootstrap_resamples": 50},
     },
-    # The benchmark's recipe (every fusion and both single-modality baselines over seeds).
+    # The benchmark's recipe (every fusion and both single-modality baselines over seeds): the default
+    # model with fewer bootstrap resamples. A small CNN at 96 px was tried and is too weak for the
+    # image-only findings (image-only macro AUROC 0.61), so every fusion only matched the note.
     "quick": {
-        "data": {"demo_n": 200, "options": {"image_size": 96, "max_images": 2}},
+        "data": {"demo_n": 200, "options": {"image_size": 128, "max_images": 2}},
         "model": {
-            "dim": 64,
-            "encoders": {"image": {"name": "image_cnn", "options": {"backbone": "small_cnn", "in_channels": 1, "width": 24}}, "note": _TEXT},
-            "fusion": {"name": "attention"},
+            "dim": 128,
+            "encoders": {"image": {"name": "image_cnn", "options": {"backbone": "resnet18", "in_channels": 1}}, "note": _TEXT},
+            "fusion": {"name": "attention", "modality_dropout": 0.25},
         },
-        "train": {"epochs": 10, "batch_size": 16, "lr": 2e-3, "weight_decay": 1e-4},
+        "train": {"epochs": 10, "batch_size": 16, "lr": 1e-3, "weight_decay": 1e-4, "patience": 6},
         "eval": {"bootstrap_resamples": 200},
     },
 }

@@ -10,7 +10,10 @@ incrementally:
 - fusions that treat each time step alone (concat, gated, lmf, late with ``per_timestep``): the
   model's own per-step path on the new window only.
 
-Causal attention with look-ahead, or non-causal attention, cannot stream exactly and is refused.
+The ``timestep`` head's causal temporal convolution (``temporal_kernel`` k > 0) sees the last k
+steps: `HeadState` keeps the head's last k - 1 inputs (per modality for late fusion), so a
+window's logits equal the whole-clip ones. Causal attention with look-ahead, or non-causal
+attention, cannot stream exactly and is refused.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from mmapps.errors import ConfigError
-from mmapps.models.types import EncoderOutput
+from mmapps.models.types import EncoderOutput, FusionOutput
 
 
 class _KeyValueCache:
@@ -66,6 +69,25 @@ def _attention_layer_step(layer: nn.TransformerEncoderLayer, x_new: Tensor, cach
     return x + layer.linear2(layer.activation(layer.linear1(layer.norm2(x))))
 
 
+class HeadState:
+    """A ``timestep`` head run one step at a time, with its last ``temporal_kernel - 1`` inputs kept.
+
+    Args:
+        head: the task head (any head taking a `FusionOutput` of (B, T, D) and giving (B, T, C)).
+    """
+
+    def __init__(self, head: nn.Module) -> None:
+        self.head = head
+        self.keep = max(getattr(head, "temporal_kernel", 0) - 1, 0)
+        self.past: Tensor | None = None  # (1, <= keep, D)
+
+    def __call__(self, step: Tensor) -> Tensor:
+        """Logits (1, C) of the new step ``step`` (1, 1, D)."""
+        x = step if self.past is None else torch.cat([self.past, step], dim=1)  # (1, <= keep + 1, D)
+        self.past = x[:, -self.keep :] if self.keep else None
+        return self.head(FusionOutput(x))[:, -1]
+
+
 class StreamingScorer:
     """Feeds one window at a time through a trained `FusionModel`; returns that window's logits (C,).
 
@@ -85,6 +107,8 @@ class StreamingScorer:
                               "(model.fusion.options.causal=true, lookahead=0); retrain with those options")
         if not model.per_timestep:
             raise ConfigError("watch: the model must fuse per time step (model.fusion.per_timestep=true)")
+        head = model.heads[task]
+        self.heads = {m: HeadState(h) for m, h in head.items()} if isinstance(head, nn.ModuleDict) else HeadState(head)
         self.caches: list[_KeyValueCache] = []  # per layer: keys and values of past tokens
         self.keep = torch.zeros(0, dtype=torch.bool)
         self.positions: Tensor | None = None
@@ -95,17 +119,15 @@ class StreamingScorer:
         """Logits (C,) of the next window; ``window_batch`` is a collated `Batch` of one clip and one window."""
         present = {m: window_batch.inputs[m].present for m in self.modalities}
         features = {m: self.model.encoders[m](window_batch.inputs[m]) for m in self.modalities}
-        if not self.incremental:
-            if getattr(self.model.fusion, "level", "features") == "predictions":
-                out = self.model._late(features, present)[self.task]
-            else:
-                out = self.model.heads[self.task](self.model._fuse(features, present))
-            self.t += 1
-            return out[0, -1].float()
-        fused = self._attention_step(features, present)
-        from mmapps.models.types import FusionOutput
-
-        return self.model.heads[self.task](FusionOutput(fused.view(1, 1, -1)))[0, 0].float()
+        if getattr(self.model.fusion, "level", "features") == "predictions":
+            predictions = {m: self.heads[m](features[m].tokens).unsqueeze(1) for m in self.modalities}  # (1, 1, C) each
+            mask = {m: features[m].token_mask & present[m].unsqueeze(1) for m in self.modalities}  # (1, 1) each
+            logits = self.model.fusion(predictions, mask)[0, -1]
+        else:
+            fused = self._attention_step(features, present).view(1, 1, -1) if self.incremental else self.model._fuse(features, present).pooled  # (1, 1, D)
+            logits = self.heads(fused)[0]
+        self.t += 1
+        return logits.float()
 
     def _attention_step(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> Tensor:
         from mmapps.models.fusions.attention import sinusoidal_positions
@@ -128,7 +150,6 @@ class StreamingScorer:
         x = tokens
         for layer, cache in zip(layers, self.caches):
             x = _attention_layer_step(layer, x, cache, self.keep)
-        self.t += 1
         out = fusion.norm(x)  # (M, D)
         weights = keep_new.to(out.dtype).unsqueeze(-1)
         return (out * weights).sum(0) / weights.sum().clamp_min(1.0)  # (D,)

@@ -7,12 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from mmapps.data import collate_samples
+from mmapps.data import IssueLog, collate_samples
 from mmapps.errors import DataError
 from mmapps.workflows.resolve import resolve_config
 from mmapps_domains.surveillance import domain
+from mmapps_domains.surveillance.annotations import read_manifest
 from mmapps_domains.surveillance.dataset import build_datasets
 from mmapps_domains.surveillance.demo import write_demo_data
+from mmapps_domains.surveillance.errors import MediaError
+from mmapps_domains.surveillance.options import data_options
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +44,33 @@ def test_samples_cache_and_issues(demo_root: Path, tmp_path: Path) -> None:
     assert sample.inputs["chat"].shape[1] == 385 and sample.targets["events"].shape == (10, 3)
     assert sample.meta["window_starts"][:3] == [0.0, 1.0, 2.0] and sample.meta["fps"] == 10.0
     assert len(list((tmp_path / "cache" / "surveillance").glob("*.npz"))) == 4
-    again = build_datasets(cfg).train[0]  # from the cache: same numbers
-    torch.testing.assert_close(again.inputs["video"], sample.inputs["video"])
+    cached = build_datasets(cfg)  # from the cache: same numbers, same issues counted
+    torch.testing.assert_close(cached.train[0].inputs["video"], sample.inputs["video"])
+    assert sorted(map(str, cached.issues.issues)) == sorted(map(str, splits.issues.issues))
     layouts = {m.name: m.layout for m in domain.modalities}
     batch = collate_samples([splits.train[i] for i in range(len(splits.train))], layouts)
     assert batch.inputs["video"].data.shape[:2] == (len(splits.train), 10)
     assert not batch.inputs["features"].present.any()  # absent modality collates as absent
+
+
+def test_clips_decoded_once_per_process_without_cache(demo_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mmapps_domains.surveillance import preprocess
+
+    monkeypatch.setattr(preprocess, "MEMO", preprocess.ClipMemo())
+    cfg = resolve_config(domain, "smoke", overrides=[f"data.root={demo_root}"])
+    first = build_datasets(cfg)
+
+    def no_decode(entry: object, *args: object) -> None:
+        raise MediaError("decoded again")
+
+    monkeypatch.setattr(preprocess, "compute_clip_features", no_decode)
+    second = build_datasets(cfg)
+    assert len(second.issues) == len(first.issues) == 3
+    assert [i.path for i in second.issues.issues if "decoded again" in i.reason] == [str(demo_root / "clips" / "clip0001.mp4")]  # only the unusable clip
+    torch.testing.assert_close(second.test[0].inputs["audio"], first.test[0].inputs["audio"])
+    entry = [e for e in read_manifest(demo_root, ["fight", "fall", "intrusion"], IssueLog()) if e.clip_id == "clip0002"][0]
+    with pytest.raises(DataError, match="chat line"):  # a remembered bad chat line still stops a strict run
+        preprocess.load_clip_features(entry, data_options(cfg.data.options).window_spec(), IssueLog(on_error="stop"), None)
 
 
 def test_weak_regime_hides_train_windows(demo_root: Path) -> None:
@@ -71,6 +95,28 @@ def test_demo_modalities_see_different_events(tmp_path: Path) -> None:
         assert any(m not in s for s in seen) and any(m in s for s in seen)
     assert any(not r["labels"] for r in rows)
     assert np.mean([r["clip"].endswith(".mp4") for r in rows]) == 1.0
+
+
+def test_demo_window_index_does_not_predict_labels() -> None:
+    """Events are cuts of a recording, not placed mid-clip: absolute time must carry no label.
+
+    With events kept 1.5 s inside every clip, the training split's positive rate per window index
+    alone scored frame AUC 0.86 on the test split, and any fusion with time positions (attention)
+    learnt that instead of the scene.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from mmapps_domains.surveillance.demo import DURATION, sample_events
+    from mmapps_domains.surveillance.windows import Segment, window_labels
+
+    rng = np.random.default_rng(0)
+    labels = np.stack([
+        window_labels([Segment(max(e.start, 0.0), min(e.end, DURATION), e.label) for e in sample_events(rng)], 10, 1.0, ["fight", "fall", "intrusion"]).max(1)
+        for _ in range(3000)
+    ])  # (clips, windows)
+    rate = labels[:1500].mean(0)  # per window index, from "training" clips
+    assert rate.min() > 0.15 and rate.max() - rate.min() < 0.1, rate
+    assert roc_auc_score(labels[1500:].reshape(-1), np.tile(rate, 1500)) < 0.56
 
 
 def test_motion_channel_is_the_frame_difference_inside_each_window() -> None:

@@ -52,6 +52,28 @@ def test_aac_padding_is_trimmed_and_tone_kept(tmp_path: Path) -> None:
     assert np.argmax(spectrum) == pytest.approx(440, abs=2)
 
 
+@pytest.mark.parametrize("suffix,audio_codec", [(".mp4", "aac"), (".mkv", "aac"), (".webm", "libopus")])
+def test_encoder_priming_does_not_delay_the_audio(tmp_path: Path, suffix: str, audio_codec: str) -> None:
+    """Clicks written at 0.5 s and 1.3 s are read at 0.5 s and 1.3 s, not one AAC frame (1024 samples) later."""
+    audio = np.zeros(2 * SR, np.float32)
+    for at in (0.5, 1.3):
+        audio[int(at * SR) : int(at * SR) + 40] = np.hanning(40) * 0.9
+    media = read_media(write_clip(tmp_path / f"clicks{suffix}", ramp_frames(), FPS, audio, SR, codec={".mp4": "h264", ".mkv": "mjpeg", ".webm": "vp9"}[suffix], audio_codec=audio_codec), SPEC)
+    track = media.audio.reshape(-1)
+    for at in (0.5, 1.3):
+        lo = int(at * SR) - SR // 4
+        assert lo + np.argmax(np.abs(track[lo : lo + SR // 2])) - (int(at * SR) + 20) == pytest.approx(0, abs=8)
+
+
+def test_audio_with_negative_start_time_is_cut_at_zero() -> None:
+    from mmapps_domains.surveillance.audio import AudioWindowBuffer
+
+    buffer = AudioWindowBuffer(SPEC)
+    buffer.add(np.arange(SR + 100, dtype=np.float32), -100)  # priming samples stamped before 0
+    (window,) = buffer.pop_windows()
+    assert window[0] == 100 and buffer.available_until == SR
+
+
 def test_clip_without_audio(tmp_path: Path) -> None:
     media = read_media(write_clip(tmp_path / "silent.mp4", ramp_frames(), FPS, None), SPEC)
     assert media.audio is None and media.frames.shape[0] == 2

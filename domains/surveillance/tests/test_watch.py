@@ -26,12 +26,18 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return root, build_datasets(cfg).train, entries
 
 
-@pytest.mark.parametrize("fusion", ["attention", "concat"])
-def test_streaming_scores_equal_whole_clip(demo: tuple, fusion: str) -> None:
+@pytest.mark.parametrize("fusion,temporal_kernel", [("attention", 0), ("concat", 0), ("attention", 3), ("concat", 4), ("late", 3)])
+def test_streaming_scores_equal_whole_clip(demo: tuple, fusion: str, temporal_kernel: int) -> None:
+    """Window-by-window scores equal whole-clip ones, the head's temporal convolution included."""
     root, dataset, entries = demo
-    cfg = resolve_config(domain, "smoke", overrides=[f"data.root={root}", f"model.fusion.name={fusion}"] + (["model.fusion.options={}"] if fusion != "attention" else []))
+    overrides = [f"data.root={root}", f"model.fusion.name={fusion}", 'model.heads={"events": {"options": {"temporal_kernel": %d}}}' % temporal_kernel]
+    cfg = resolve_config(domain, "smoke", overrides=overrides + (["model.fusion.options={}"] if fusion != "attention" else []))
     torch.manual_seed(0)
     model = build_model(cfg, domain).eval()
+    if temporal_kernel:  # a fresh head's convolution is small: make it matter
+        head = model.core.heads["events"]
+        for h in (head.values() if isinstance(head, torch.nn.ModuleDict) else [head]):
+            torch.nn.init.normal_(h.temporal.weight, std=1.0)
     modalities = selected_modalities(cfg, domain)
     layouts = {m: domain.modality(m).layout for m in modalities}
     for i in range(len(dataset)):
