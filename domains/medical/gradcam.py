@@ -17,6 +17,7 @@ from torch import nn
 
 MAX_FIGURE = 6
 MAX_POINTS = 80
+TARGET_STRIDE = 8
 
 
 class ImageLogits(nn.Module):
@@ -54,9 +55,33 @@ def scale_to_unit(cam: torch.Tensor) -> torch.Tensor:
     return ((flat - low) / (high - low).clamp_min(1e-12)).view_as(cam)
 
 
-def _target_layer(model: nn.Module) -> str:
-    # the 1x1 projection's output is exactly the feature map whose cells become the fusion's image tokens
-    return "model.encoders.image.proj"
+def target_layer(model: nn.Module, image: torch.Tensor, output_stride: int = TARGET_STRIDE) -> str:
+    """Name (for MONAI, under `ImageLogits`) of the deepest image-trunk stage whose output stride is <= ``output_stride``.
+
+    The last stage of a ResNet at 128 px is a 4 x 4 grid, coarser than most findings' boxes, and
+    its Grad-CAM maximum lands on a grid cell's centre; stride 8 (16 x 16 at 128 px) keeps the map
+    fine enough to point at a finding. Stages are the trunk's modules two levels deep at most
+    (ResNet layers and blocks, DenseNet blocks and transitions), in the order they run.
+
+    Args:
+        model: the fusion model (its ``encoders["image"].trunk`` is searched).
+        image: one preprocessed image ``(1, C, S, S)``, to measure each stage's output size.
+        output_stride: largest allowed input side / map side.
+    """
+    trunk = model.encoders["image"].trunk
+    ran: list[tuple[str, int]] = []
+    hooks = [
+        module.register_forward_hook(lambda _m, _i, out, name=name: ran.append((name, out.shape[-1])) if torch.is_tensor(out) and out.dim() == 4 else None)
+        for name, module in trunk.named_modules() if name and name.count(".") <= 1
+    ]
+    try:
+        with torch.no_grad():
+            trunk(image.float())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    fine = [name for name, side in ran if side * output_stride >= image.shape[-1]]
+    return f"model.encoders.image.trunk.{fine[-1]}" if fine else "model.encoders.image.proj"
 
 
 def box_to_pixels(box: list[float], height: int, width: int, size: int) -> tuple[float, float, float, float]:
@@ -83,6 +108,7 @@ def gradcam_section(ctx: Any):
     names = list(ctx.domain.primary_task.labels)
     device = next(model.parameters()).device
     model.eval()
+    layer = None
     figures, chance, flat_maps = [], [], 0
     hits_of: dict[str, list[int]] = {}  # finding -> [hits, tried]
     tried = 0
@@ -94,7 +120,8 @@ def gradcam_section(ctx: Any):
         size = image.shape[-1]
         rel = study.image_paths[0].relative_to(root).as_posix() if root and study.image_paths[0].is_relative_to(root) else ""
         boxes = locations.get(rel, {})
-        cam = GradCAM(nn_module=ImageLogits(model, study.note), target_layers=_target_layer(model), postprocessing=scale_to_unit)
+        layer = layer or target_layer(model, image)
+        cam = GradCAM(nn_module=ImageLogits(model, study.note), target_layers=layer, postprocessing=scale_to_unit)
         positives = [j for j, v in enumerate(study.targets) if v == 1 and names[j] in boxes]
         wanted = positives or ([int(np.nanargmax(np.nan_to_num(study.targets, nan=-1)))] if len(figures) < MAX_FIGURE else [])
         for j in wanted[:3]:
@@ -113,7 +140,8 @@ def gradcam_section(ctx: Any):
             if len(figures) < MAX_FIGURE:
                 figures.append((image[0, 0].cpu().numpy(), saliency, names[j], boxes.get(names[j]), _original_shape(study, dataset)))
     path = _plot(figures, Path(ctx.figures_dir))
-    text = "Grad-CAM (MONAI `GradCAM`) of the image encoder for positive findings of test studies, the note held fixed."
+    text = (f"Grad-CAM (MONAI `GradCAM`) of the image encoder at `{(layer or '').removeprefix('model.')}` (the deepest stage with "
+            f"output stride <= {TARGET_STRIDE}) for positive findings of test studies, the note held fixed.")
     data: dict[str, Any] = {}
     if tried:
         from mmapps.metrics import wilson_interval

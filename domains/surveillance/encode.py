@@ -63,10 +63,12 @@ def write_clip(
     if astream is not None:
         frame = av.AudioFrame.from_ndarray(np.clip(audio, -1, 1).astype(np.float32)[None], format="flt", layout="mono")
         frame.sample_rate = sample_rate
-        # A timestamped first frame makes the encoder give its priming packets (AAC: 1024 samples)
-        # negative times, so the muxer records them (mp4 edit list) and decoders drop them; without
-        # it they are stamped 0 and every reader hears the track 64 ms (at 16 kHz) late.
-        frame.pts, frame.time_base = 0, Fraction(1, sample_rate)
+        if Path(path).suffix.lower() != ".avi":
+            # A timestamped first frame makes the encoder give its priming packets (AAC: 1024
+            # samples) negative times, which mp4 / mkv / webm record (edit list, codec delay) so
+            # that decoders drop them; unstamped, they play at 0 and the track is heard 64 ms (at
+            # 16 kHz) late. AVI cannot record them: its muxer would shift the video instead.
+            frame.pts, frame.time_base = 0, Fraction(1, sample_rate)
         for packet in astream.encode(frame):
             container.mux(packet)
         for packet in astream.encode(None):

@@ -65,8 +65,7 @@ def compute_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, 
         MediaError / ValueError: unreadable clip, audio or features (the caller reports the issue).
     """
     media = read_media(entry.clip, spec, audio_path=entry.audio)
-    if media.audio is None and require_audio:
-        raise ValueError(f"clip {entry.clip}: has no audio track and the manifest gives no audio file (data.options.require_audio is true)")
+    _check_audio(entry, media.audio is not None, require_audio)
     n_windows = media.frames.shape[0]
     mel = log_mel(media.audio, spec) if media.audio is not None else None
     chat = chat_vectors(entry.chat, issues, entry.start_time, media.duration, n_windows, spec) if entry.chat else None
@@ -76,10 +75,15 @@ def compute_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, 
     return ClipFeatures(media.frames, mel, chat, feats, media.duration, media.info.fps)
 
 
+def _check_audio(entry: ClipEntry, has_audio: bool, require_audio: bool) -> None:
+    if require_audio and not has_audio:
+        raise ValueError(f"clip {entry.clip}: has no audio track and the manifest gives no audio file (data.options.require_audio is true)")
+
+
 class ClipMemo:
     """Recently computed clips of this process, by cache key, up to ``max_bytes`` of arrays (oldest evicted)."""
 
-    def __init__(self, max_bytes: int = 512 * 2**20) -> None:
+    def __init__(self, max_bytes: int = 256 * 2**20) -> None:
         self.max_bytes = max_bytes
         self.entries: OrderedDict[str, tuple[ClipFeatures, tuple[SampleIssue, ...]]] = OrderedDict()
         self.nbytes = 0
@@ -121,6 +125,7 @@ def load_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, cac
         else:
             MEMO.put(key, *found)
     clip, clip_issue_list = found
+    _check_audio(entry, clip.mel is not None, require_audio)
     for issue in clip_issue_list:
         issues.report(issue.path, issue.reason)
     return clip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
@@ -42,3 +43,18 @@ def test_saliency_maximum_is_on_the_evidence_not_flipped():
 
 def test_constant_map_stays_zero():
     assert torch.equal(scale_to_unit(torch.full((2, 1, 4, 4), 3.0)), torch.zeros(2, 1, 4, 4))
+
+
+@pytest.mark.parametrize(("backbone", "size", "expected"), [
+    ("resnet18", 128, "trunk.5"),  # layer2: 16 x 16, where layer4 would be 4 x 4
+    ("densenet121", 256, "trunk.0.denseblock2"),  # 32 x 32, before transition2 pools to 16 x 16
+    ("small_cnn", 48, "trunk.8"),  # the small CNN's last stage already has stride 8
+])
+def test_target_layer_is_the_deepest_stage_with_output_stride_8(backbone, size, expected):
+    from mmapps.models.encoders.image import build_image_trunk
+    from mmapps_domains.medical.gradcam import target_layer
+
+    model = nn.Module()
+    model.encoders = nn.ModuleDict({"image": nn.Module()})
+    model.encoders["image"].trunk = build_image_trunk(backbone, in_channels=1)[0]
+    assert target_layer(model.eval(), torch.zeros(1, 1, size, size)) == f"model.encoders.image.{expected}"

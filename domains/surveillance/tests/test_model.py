@@ -68,3 +68,24 @@ def test_weak_regime_trains_with_mil() -> None:
     loss = mil_ranking(logits, batch.targets["events"], batch)
     assert loss.item() > 0
     loss.backward()
+
+
+@pytest.mark.parametrize("fusion", domain.fusions)
+def test_window_scores_depend_on_the_right_windows(fusion: str) -> None:
+    """A change in clip 1's window 3 moves only clip 1's window 3 (per-window fusions) or its windows >= 3 (causal attention)."""
+    cfg = resolve_config(domain, "smoke", overrides=[f"model.fusion.name={fusion}"] + (["model.fusion.options={}"] if fusion != "attention" else []))
+    torch.manual_seed(0)
+    model = build_model(cfg, domain).eval()
+    samples = [tiny_sample(0, 6, True), tiny_sample(1, 6, True)]
+    changed = Sample("c1", "c1", {m: v.clone() for m, v in samples[1].inputs.items()}, samples[1].targets, samples[1].meta)
+    changed.inputs["audio"][3] += torch.randn(32, 16)
+    with torch.no_grad():
+        before = model(collate_samples(samples, LAYOUTS))["events"]
+        after = model(collate_samples([samples[0], changed], LAYOUTS))["events"]
+    moved = (after - before).abs().amax(-1) > 1e-6  # (B, T)
+    expected = torch.zeros(2, 6, dtype=torch.bool)
+    if fusion == "attention":
+        expected[1, 3:] = True
+    else:
+        expected[1, 3] = True
+    assert torch.equal(moved, expected), moved
