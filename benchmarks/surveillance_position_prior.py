@@ -68,10 +68,10 @@ def main() -> None:
     parser.add_argument("--classes", nargs="+", default=["fight", "fall", "intrusion"])
     args = parser.parse_args()
 
-    from mmapps.workflows.resolve import cache_home, write_demo_once
+    from mmapps.workflows.resolve import cache_home, demo_folder_name, write_demo_once
     from mmapps_domains.surveillance import domain
 
-    root = args.data or write_demo_once(domain, cache_home() / f"surveillance-demo-n{args.demo_n}", args.demo_n)
+    root = args.data or write_demo_once(domain, cache_home() / demo_folder_name(domain, args.demo_n), args.demo_n)
     result = index_prior_auc(root, args.classes)
     rows = [[i, r] for i, r in enumerate(result["rate_per_index"])]
     markdown = (

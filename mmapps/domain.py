@@ -160,6 +160,8 @@ class Domain:
             patterns allowed); empty = all scalar metrics.
         install_hint: printed when the domain fails to import (e.g. ``pip install 'mmapps[x]'``).
         train_flags: domain-specific boolean ``train`` options, each setting a config field.
+        demo_version: bump it when ``write_demo_data`` changes what it writes: the cached demo
+            folder is named by it, so an old cache is not reused silently.
     """
 
     name: str
@@ -181,6 +183,7 @@ class Domain:
     headline_metrics: tuple[str, ...] = ()
     install_hint: str = "pip install mmapps"
     train_flags: tuple[TrainFlag, ...] = ()
+    demo_version: int = 1
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -93,3 +93,15 @@ def test_configured_labels_replace_the_declared_ones_only_when_set():
     assert chosen.primary_task.labels == ("Edema", "Fracture") and medical.primary_task.labels[0] == "No Finding"
     with pytest.raises(ConfigError, match="data.options.findings"):
         with_configured_labels(medical, RunConfig(domain="medical", data={"options": {"findings": "Edema"}}))
+
+
+def test_demo_cache_folder_changes_with_the_demo_version():
+    import dataclasses
+
+    from mmapps.plugins import get_domain
+    from mmapps.workflows.resolve import demo_folder_name
+
+    medical = get_domain("medical")
+    assert demo_folder_name(medical, 200) == "medical-demo-n200"  # version 1 keeps existing caches valid
+    assert demo_folder_name(dataclasses.replace(medical, demo_version=3), 200) == "medical-demo-n200-v3"
+    assert demo_folder_name(get_domain("surveillance"), 300) == "surveillance-demo-n300-v2"

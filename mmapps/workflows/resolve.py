@@ -68,9 +68,15 @@ def ensure_data_root(cfg: RunConfig, domain: Domain) -> RunConfig:
         if not Path(cfg.data.root).exists():
             raise ConfigError(f"data.root {cfg.data.root}: no such folder; give the folder holding your data, or leave it unset for the demo data")
         return cfg
-    demo_dir = cfg.data.demo_dir or cache_home() / f"{domain.name}-demo-n{cfg.data.demo_n}"
+    demo_dir = cfg.data.demo_dir or cache_home() / demo_folder_name(domain, cfg.data.demo_n)
     root = write_demo_once(domain, Path(demo_dir), cfg.data.demo_n, seed=0)
     return cfg.model_copy(update={"data": cfg.data.model_copy(update={"root": root})})
+
+
+def demo_folder_name(domain: Domain, n: int) -> str:
+    """Cache folder of a domain's demo data: ``<domain>-demo-n<N>``, plus ``-v<version>`` after a generator change."""
+    suffix = f"-v{domain.demo_version}" if domain.demo_version != 1 else ""
+    return f"{domain.name}-demo-n{n}{suffix}"
 
 
 def write_demo_once(domain: Domain, out: Path, n: int, seed: int = 0) -> Path:
