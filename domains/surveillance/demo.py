@@ -40,10 +40,10 @@ PERCEPTION = {"video": 0.6, "audio": 0.6, "chat": 0.5}
 MIN_INSIDE = 1.0  # seconds of every event inside its clip
 
 
-def sample_events(rng: np.random.Generator) -> list[Event]:
+def sample_events(rng: np.random.Generator, duration: float = DURATION) -> list[Event]:
     """0 (a third of clips), 1 or 2 non-overlapping events, each seen by a random non-empty set of modalities.
 
-    Event times are on the recording's time line, of which the clip shows ``[0, DURATION)``: a start
+    Event times are on the recording's time line, of which the clip shows ``[0, duration)``: a start
     is uniform over every position that keeps at least ``MIN_INSIDE`` s of the event inside the
     clip, so an event may begin before the clip (its onset sounds and chat report are then not in
     it) or end after it. Placing events only well inside the clip would let a model score windows
@@ -54,7 +54,7 @@ def sample_events(rng: np.random.Generator) -> list[Event]:
     for _ in range(count):
         length = rng.uniform(2.5, 4.5)
         for _attempt in range(20):  # a second event must leave a 1.5 s gap to the first
-            start = rng.uniform(MIN_INSIDE - length, DURATION - MIN_INSIDE)
+            start = rng.uniform(MIN_INSIDE - length, duration - MIN_INSIDE)
             if all(start + length + 1.5 <= ev.start or ev.end + 1.5 <= start for ev in events):
                 break
         else:
@@ -64,29 +64,29 @@ def sample_events(rng: np.random.Generator) -> list[Event]:
     return sorted(events, key=lambda ev: ev.start)
 
 
-def chat_messages(events: list[Event], rng: np.random.Generator) -> list[tuple[float, str, str]]:
+def chat_messages(events: list[Event], rng: np.random.Generator, duration: float = DURATION) -> list[tuple[float, str, str]]:
     """(t, user, text) chatter, late reports of the events chat perceives, and sometimes a false report."""
-    msgs = [(float(rng.uniform(0, DURATION)), str(rng.choice(USERS)), str(rng.choice(CHATTER))) for _ in range(rng.integers(1, 5))]
+    msgs = [(float(rng.uniform(0, duration)), str(rng.choice(USERS)), str(rng.choice(CHATTER))) for _ in range(rng.integers(1, 5))]
     for ev in events:
         if "chat" in ev.seen_by:
             t = min(ev.start + rng.uniform(0.5, 2.5), ev.end - 0.1)
-            if not 0 <= t < DURATION:  # reported before or after the clip
+            if not 0 <= t < duration:  # reported before or after the clip
                 continue
             msgs.append((float(t), str(rng.choice(USERS)), str(rng.choice(REPORTS[ev.label]))))
             if rng.random() < 0.4:
-                msgs.append((float(min(t + rng.uniform(0.3, 1.5), DURATION - 0.01)), str(rng.choice(USERS)), "on it"))
+                msgs.append((float(min(t + rng.uniform(0.3, 1.5), duration - 0.01)), str(rng.choice(USERS)), "on it"))
     if rng.random() < 0.12:
         label = str(rng.choice(CLASSES))
-        msgs.append((float(rng.uniform(1, DURATION - 0.5)), str(rng.choice(USERS)), str(rng.choice(REPORTS[label])) + "?"))
+        msgs.append((float(rng.uniform(1, duration - 0.5)), str(rng.choice(USERS)), str(rng.choice(REPORTS[label])) + "?"))
     return sorted(msgs)
 
 
-def write_demo_clip(root: Path, index: int, split: str, rng: np.random.Generator) -> dict:
+def write_demo_clip(root: Path, index: int, split: str, rng: np.random.Generator, duration: float = DURATION) -> dict:
     """Write one clip's files under ``root`` and return its manifest entry."""
     clip_id = f"clip{index:04d}"
-    events = sample_events(rng)
-    frames = render_clip(events, DURATION, FPS, rng)
-    audio = render_audio(events, DURATION, SAMPLE_RATE, rng)
+    events = sample_events(rng, duration)
+    frames = render_clip(events, duration, FPS, rng)
+    audio = render_audio(events, duration, SAMPLE_RATE, rng)
     audio_mode = rng.choice(["track", "wav", "none"], p=[0.8, 0.12, 0.08])
     write_clip(root / "clips" / f"{clip_id}.mp4", frames, FPS, audio if audio_mode == "track" else None, SAMPLE_RATE)
     entry: dict = {"id": clip_id, "clip": f"clips/{clip_id}.mp4", "split": split}
@@ -96,7 +96,7 @@ def write_demo_clip(root: Path, index: int, split: str, rng: np.random.Generator
         soundfile.write(str(root / "mic" / f"{clip_id}.wav"), audio, SAMPLE_RATE, subtype="PCM_16")
         entry["audio"] = f"mic/{clip_id}.wav"
     start = datetime(2026, 5, 1, 8, 0, 0) + timedelta(minutes=7 * index)
-    messages = chat_messages(events, rng)
+    messages = chat_messages(events, rng, duration)
     if rng.random() < 0.25:
         entry["chat"] = f"chat/{clip_id}.csv"
         entry["start_time"] = start.isoformat()
@@ -111,18 +111,19 @@ def write_demo_clip(root: Path, index: int, split: str, rng: np.random.Generator
             for t, user, text in messages:
                 handle.write(json.dumps({"t": round(t, 2), "user": user, "text": text}) + "\n")
     entry["labels"] = sorted({ev.label for ev in events})
-    entry["segments"] = [[max(ev.start, 0.0), min(ev.end, DURATION), ev.label] for ev in events]  # the part inside the clip
+    entry["segments"] = [[max(ev.start, 0.0), min(ev.end, duration), ev.label] for ev in events]  # the part inside the clip
     entry["perceived_by"] = [sorted(ev.seen_by) for ev in events]
     return entry
 
 
-def write_demo_data(out: Path, n: int = 120, seed: int = 0) -> Path:
+def write_demo_data(out: Path, n: int = 120, seed: int = 0, duration: float = DURATION) -> Path:
     """Write ``n`` demo clips (60 % train, 20 % val, 20 % test) with ``manifest.jsonl``.
 
     Args:
         out: output folder (created).
         n: number of clips.
         seed: random seed (same seed -> same data).
+        duration: seconds per clip (longer clips test models on long streams).
 
     Returns:
         the data root (``out``) to give ``build_datasets``.
@@ -134,7 +135,7 @@ def write_demo_data(out: Path, n: int = 120, seed: int = 0) -> Path:
     entries = []
     for i in range(n):
         split = "train" if i % 5 < 3 else ("val" if i % 5 == 3 else "test")
-        entries.append(write_demo_clip(out, i, split, rng))
+        entries.append(write_demo_clip(out, i, split, rng, duration))
     with open(out / "manifest.jsonl", "w", encoding="utf-8") as handle:
         for entry in entries:
             handle.write(json.dumps(entry) + "\n")

@@ -119,6 +119,16 @@ def test_demo_window_index_does_not_predict_labels() -> None:
     assert roc_auc_score(labels[1500:].reshape(-1), np.tile(rate, 1500)) < 0.56
 
 
+def test_demo_clip_length_is_configurable(tmp_path: Path) -> None:
+    from mmapps_domains.surveillance.video import open_container, video_info
+
+    root = write_demo_data(tmp_path, n=1, seed=3, duration=4.0)
+    entry = json.loads((root / "manifest.jsonl").read_text().splitlines()[0])
+    with open_container(root / entry["clip"]) as container:
+        assert abs(video_info(container, root / entry["clip"]).declared_duration - 4.0) < 0.2
+    assert all(0.0 <= start < end <= 4.0 for start, end, _ in entry["segments"])
+
+
 def test_motion_channel_is_the_frame_difference_inside_each_window() -> None:
     from mmapps_domains.surveillance.dataset import video_tensor
 
