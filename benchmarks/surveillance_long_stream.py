@@ -6,7 +6,7 @@ evaluates a checkpoint on them (scores equal ``watch``'s), and reports, per buck
 time, the window-level ROC AUC (a window is positive when it overlaps an event) and the mean score
 of negative windows. Baseline: the first bucket, [0, 10) s, i.e. the positions seen in training.
 
-Usage: python benchmarks/surveillance_long_stream.py --checkpoint RUN/checkpoints/best.safetensors [--seconds 60] [--clips 24]
+Usage: python benchmarks/surveillance_long_stream.py --checkpoint RUN/checkpoints/best.safetensors [--seconds 60] [--clips 24] [--label alibi]
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--clips", type=int, default=24)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--label", default="", help="suffix of the results file name (e.g. alibi)")
     args = parser.parse_args()
 
     from sklearn.metrics import roc_auc_score
@@ -80,7 +81,7 @@ def main() -> None:
             + table(["window start", "windows", "positive", "window AUC", "mean score of negatives"], rows)
             + f"\n\nMachine: {machine()}\n"
         )
-        write_results("surveillance_long_stream", {"args": {k: str(v) for k, v in vars(args).items()}, "buckets": payload, "machine": machine()}, markdown)
+        write_results("surveillance_long_stream" + (f"_{args.label}" if args.label else ""), {"args": {k: str(v) for k, v in vars(args).items()}, "buckets": payload, "machine": machine()}, markdown)
         print(markdown)
     finally:
         shutil.rmtree(work, ignore_errors=True)

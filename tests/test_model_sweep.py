@@ -146,6 +146,29 @@ def test_causal_attention_does_not_see_the_future():
     assert not torch.allclose(before[:, -1], after[:, -1])
 
 
+def test_alibi_attention_is_causal_equal_under_no_grad_and_shift_invariant():
+    from mmapps.models.fusions.attention import alibi_bias, alibi_slopes
+
+    feats, present = _features()
+    dims = {m: f.tokens.shape[-1] for m, f in feats.items()}
+    fusion = FUSIONS.get("attention")(modality_to_dim=dims, dim=D, per_timestep=True, causal=True, dropout=0.0, positions="alibi").eval()
+    before = fusion(feats, present).pooled
+    with torch.no_grad():  # PyTorch's inference fast path must not change the result
+        assert torch.allclose(fusion(feats, present).pooled, before, atol=1e-5)
+    future = {m: EncoderOutput(f.tokens.detach().clone(), f.token_mask, f.pooled) for m, f in feats.items()}
+    future["c"].tokens[:, -1] += 50.0
+    after = fusion(future, present).pooled
+    assert torch.allclose(before[:, :-1], after[:, :-1], atol=1e-5) and not torch.allclose(before[:, -1], after[:, -1])
+    # hand-worked bias: slopes 2^-4, 2^-8 for 2 heads; the summary token (time -1) is never penalised
+    assert torch.allclose(alibi_slopes(2), torch.tensor([2.0**-4, 2.0**-8]))
+    bias = alibi_bias(torch.tensor([-1, 0, 3]), torch.tensor([-1, 0, 3]), alibi_slopes(2))
+    assert torch.allclose(bias[0], torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -3 / 16], [0.0, -3 / 16, 0.0]]))
+    # only time distances matter: the same history at a later start gives the same bias
+    assert torch.equal(alibi_bias(torch.tensor([5, 7]), torch.tensor([5, 6, 7]), alibi_slopes(4)), alibi_bias(torch.tensor([0, 2]), torch.tensor([0, 1, 2]), alibi_slopes(4)))
+    with pytest.raises(ValueError, match="positions"):
+        FUSIONS.get("attention")(modality_to_dim=dims, dim=D, per_timestep=True, positions="rotary")
+
+
 def test_modality_dropout_keeps_one_modality():
     from mmapps.models.fusion_model import drop_modalities
 

@@ -51,11 +51,12 @@ class _KeyValueCache:
         return self.k[:, : self.n], self.v[:, : self.n]
 
 
-def _attention_layer_step(layer: nn.TransformerEncoderLayer, x_new: Tensor, cache: _KeyValueCache, keep: Tensor) -> Tensor:
+def _attention_layer_step(layer: nn.TransformerEncoderLayer, x_new: Tensor, cache: _KeyValueCache, keep: Tensor, bias: Tensor | None = None) -> Tensor:
     """One pre-norm encoder layer for the new tokens only; their keys/values join ``cache`` first.
 
     Inputs: x_new (N, D) layer inputs of the new tokens; keep (K,) bool mask of every cached key
-    (new ones last). Past tokens' keys and values never change (causal attention), so they are cached.
+    (new ones last); bias (H, N, K) additive attention bias (ALiBi) or None. Past tokens' keys and
+    values never change (causal attention), so they are cached.
     """
     attn = layer.self_attn
     D, H = x_new.shape[-1], attn.num_heads
@@ -63,6 +64,8 @@ def _attention_layer_step(layer: nn.TransformerEncoderLayer, x_new: Tensor, cach
     q, k, v = (part.reshape(-1, H, D // H).transpose(0, 1) for part in qkv.split(D, dim=-1))  # (H, N, Dh) each
     keys, values = cache.append(k, v)  # (H, K, Dh)
     scores = (q @ keys.transpose(1, 2)) / math.sqrt(D // H)  # (H, N, K)
+    if bias is not None:
+        scores = scores + bias.to(scores.dtype)
     scores = scores.masked_fill(~keep.view(1, 1, -1), float("-inf"))
     ctx = (scores.softmax(-1) @ values).transpose(0, 1).reshape(-1, D)  # (N, D)
     x = x_new + attn.out_proj(ctx)
@@ -112,6 +115,7 @@ class StreamingScorer:
         self.caches: list[_KeyValueCache] = []  # per layer: keys and values of past tokens
         self.keep = torch.zeros(0, dtype=torch.bool)
         self.positions: Tensor | None = None
+        self.key_time = torch.zeros(0, dtype=torch.long)  # time of every cached key (-1: the summary token)
         self.t = 0
 
     @torch.no_grad()
@@ -130,26 +134,31 @@ class StreamingScorer:
         return logits.float()
 
     def _attention_step(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> Tensor:
-        from mmapps.models.fusions.attention import sinusoidal_positions
+        from mmapps.models.fusions.attention import alibi_bias, sinusoidal_positions
 
         fusion = self.model.fusion
         layers = fusion.transformer.layers
         tokens = torch.stack([fusion.proj[m](features[m].tokens[0, 0]) + fusion.modality_embedding[i] for i, m in enumerate(fusion.modalities)])  # (M, D)
         keep_new = torch.stack([features[m].token_mask[0, 0] & present[m][0] for m in fusion.modalities])  # (M,)
-        D = tokens.shape[-1]
-        if self.positions is None or self.t >= self.positions.shape[0]:  # table rows depend only on their position
-            self.positions = sinusoidal_positions(max(64, 2 * (self.t + 1)), D, tokens.device)
-        tokens = tokens + self.positions[self.t].to(tokens.dtype)
+        M, D = tokens.shape
+        alibi = getattr(fusion, "positions", "absolute") == "alibi"
+        if not alibi:
+            if self.positions is None or self.t >= self.positions.shape[0]:  # table rows depend only on their position
+                self.positions = sinusoidal_positions(max(64, 2 * (self.t + 1)), D, tokens.device)
+            tokens = tokens + self.positions[self.t].to(tokens.dtype)
         if not self.caches:  # the summary token sees only itself (time -1): its keys/values never change
             self.caches = [_KeyValueCache() for _ in layers]
             x = fusion.summary_token[0].to(tokens.dtype)  # (1, D)
             self.keep = torch.ones(1, dtype=torch.bool, device=tokens.device)
+            self.key_time = torch.full((1,), -1, device=tokens.device)
             for layer, cache in zip(layers, self.caches):
                 x = _attention_layer_step(layer, x, cache, self.keep)
         self.keep = torch.cat([self.keep, keep_new])
+        self.key_time = torch.cat([self.key_time, torch.full((M,), self.t, device=tokens.device)])
+        bias = alibi_bias(self.key_time[-M:], self.key_time, fusion.slopes) if alibi else None  # (H, M, K)
         x = tokens
         for layer, cache in zip(layers, self.caches):
-            x = _attention_layer_step(layer, x, cache, self.keep)
+            x = _attention_layer_step(layer, x, cache, self.keep, bias)
         out = fusion.norm(x)  # (M, D)
         weights = keep_new.to(out.dtype).unsqueeze(-1)
         return (out * weights).sum(0) / weights.sum().clamp_min(1.0)  # (D,)

@@ -26,12 +26,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     return root, build_datasets(cfg).train, entries
 
 
-@pytest.mark.parametrize("fusion,temporal_kernel", [("attention", 0), ("concat", 0), ("attention", 3), ("concat", 4), ("late", 3)])
+@pytest.mark.parametrize("fusion,temporal_kernel", [("attention", 0), ("attention-alibi", 0), ("concat", 0), ("attention", 3), ("concat", 4), ("late", 3)])
 def test_streaming_scores_equal_whole_clip(demo: tuple, fusion: str, temporal_kernel: int) -> None:
-    """Window-by-window scores equal whole-clip ones, the head's temporal convolution included."""
+    """Window-by-window scores equal whole-clip ones, the head's temporal convolution and ALiBi included."""
     root, dataset, entries = demo
-    overrides = [f"data.root={root}", f"model.fusion.name={fusion}", 'model.heads={"events": {"options": {"temporal_kernel": %d}}}' % temporal_kernel]
-    cfg = resolve_config(domain, "smoke", overrides=overrides + (["model.fusion.options={}"] if fusion != "attention" else []))
+    name = fusion.split("-")[0]
+    overrides = [f"data.root={root}", f"model.fusion.name={name}", 'model.heads={"events": {"options": {"temporal_kernel": %d}}}' % temporal_kernel]
+    if fusion == "attention-alibi":
+        overrides.append("model.fusion.options.positions=alibi")
+    cfg = resolve_config(domain, "smoke", overrides=overrides + (["model.fusion.options={}"] if name != "attention" else []))
+    assert fusion != "attention-alibi" or cfg.model.fusion.options["positions"] == "alibi"
     torch.manual_seed(0)
     model = build_model(cfg, domain).eval()
     if temporal_kernel:  # a fresh head's convolution is small: make it matter

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -19,6 +20,32 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: dim // 2])
     return table
+
+
+@contextlib.contextmanager
+def _without_inference_fastpath(active: bool):
+    """Turn off PyTorch's fused inference path of ``nn.TransformerEncoderLayer`` while active: it
+    misreads a per-head (B*H, L, L) float mask (scores differed by up to 1.7 from the same model
+    with gradients on), so ALiBi inference would not match training or streaming."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    if active and enabled:
+        torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
+def alibi_slopes(heads: int) -> Tensor:
+    """Per-head ALiBi slopes ``2^(-8h/H)``, h = 1..H (Press et al., 2022)."""
+    return torch.tensor([2.0 ** (-8.0 * h / heads) for h in range(1, heads + 1)])
+
+
+def alibi_bias(query_time: Tensor, key_time: Tensor, slopes: Tensor) -> Tensor:
+    """(H, Q, K) additive attention bias ``-slope_h * |t_q - t_k|``; time -1 (the summary token) is exempt."""
+    distance = (query_time.unsqueeze(1) - key_time.unsqueeze(0)).abs().float()  # (Q, K)
+    distance = distance.masked_fill((query_time < 0).unsqueeze(1) | (key_time < 0).unsqueeze(0), 0.0)
+    return -slopes.view(-1, 1, 1).to(distance.device) * distance
 
 
 @FUSIONS.register("attention")
@@ -41,6 +68,10 @@ class AttentionFusion(nn.Module):
         per_timestep: fuse per time step (see above).
         causal: causal attention over time (per_timestep only).
         lookahead: time steps of look-ahead allowed in causal mode (counted in latency).
+        positions: how time enters per-time-step attention: ``absolute`` (sinusoidal positions
+            from the clip start) or ``alibi`` (a per-head penalty on the time distance between
+            tokens, no absolute position: a model trained on short clips keeps its behaviour
+            on long streams).
     """
 
     level = "features"
@@ -55,8 +86,11 @@ class AttentionFusion(nn.Module):
         per_timestep: bool = False,
         causal: bool = False,
         lookahead: int = 0,
+        positions: str = "absolute",
     ) -> None:
         super().__init__()
+        if positions not in ("absolute", "alibi"):
+            raise ValueError(f"attention fusion: positions={positions!r}; expected 'absolute' or 'alibi'")
         self.modalities = sorted(modality_to_dim)
         self.proj = nn.ModuleDict({m: nn.Linear(modality_to_dim[m], dim) for m in self.modalities})
         self.modality_embedding = nn.Parameter(torch.randn(len(self.modalities), dim) * 0.02)
@@ -67,6 +101,8 @@ class AttentionFusion(nn.Module):
         self.per_timestep = per_timestep
         self.causal = causal
         self.lookahead = lookahead
+        self.positions = positions
+        self.register_buffer("slopes", alibi_slopes(heads), persistent=False)
         self.out_dim = dim
 
     def forward(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
@@ -87,15 +123,26 @@ class AttentionFusion(nn.Module):
         grid = torch.stack([self.proj[m](features[m].tokens) + self.modality_embedding[i] for i, m in enumerate(self.modalities)], dim=2)  # (B, T, M, D)
         keep = torch.stack([features[m].token_mask & present[m].unsqueeze(1) for m in self.modalities], dim=2)  # (B, T, M)
         B, T, _, D = grid.shape
-        grid = grid + sinusoidal_positions(T, D, grid.device).to(grid.dtype).view(1, T, 1, D)
+        if self.positions == "absolute":
+            grid = grid + sinusoidal_positions(T, D, grid.device).to(grid.dtype).view(1, T, 1, D)
         x = torch.cat([self.summary_token.expand(B, -1, -1).to(grid.dtype), grid.reshape(B, T * M, D)], dim=1)  # (B, 1 + T*M, D)
         key_keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), keep.reshape(B, T * M)], dim=1)
+        time = torch.cat([torch.full((1,), -1, device=x.device), torch.arange(T, device=x.device).repeat_interleave(M)])  # (1 + T*M,)
         attn_mask = None
         if self.causal:
-            time = torch.cat([torch.full((1,), -1, device=x.device), torch.arange(T, device=x.device).repeat_interleave(M)])  # (1 + T*M,)
             attn_mask = time.unsqueeze(0) > (time.unsqueeze(1) + self.lookahead)  # True = may not attend
             attn_mask[:, 0] = False  # the summary token is always visible, so no row is empty
-        out = self.norm(self.transformer(x, mask=attn_mask, src_key_padding_mask=~key_keep))
+        padding: Tensor | None = ~key_keep
+        if self.positions == "alibi":
+            # one float mask (B*H, L, L): the per-head distance penalty, -inf for causality and padded
+            # keys (a separate key-padding mask is merged wrongly with a 3-D mask by the inference fast path)
+            bias = alibi_bias(time, time, self.slopes)  # (H, L, L)
+            if attn_mask is not None:
+                bias = bias.masked_fill(attn_mask, float("-inf"))
+            bias = bias.unsqueeze(0).masked_fill(~key_keep.view(B, 1, 1, -1), float("-inf"))  # (B, H, L, L)
+            attn_mask, padding = bias.to(x.dtype).flatten(0, 1), None  # (B*H, L, L), batch-major as PyTorch expects
+        with _without_inference_fastpath(self.positions == "alibi"):
+            out = self.norm(self.transformer(x, mask=attn_mask, src_key_padding_mask=padding))
         per_step = out[:, 1:].reshape(B, T, M, D)
         weights = keep.to(per_step.dtype).unsqueeze(-1)  # (B, T, M, 1)
         fused = (per_step * weights).sum(2) / weights.sum(2).clamp_min(1.0)  # (B, T, D)
