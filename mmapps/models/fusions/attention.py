@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import Tensor, nn
 
+from mmapps.models.fusions.sdpa_layer import SdpaEncoder
 from mmapps.models.types import EncoderOutput, FusionOutput
 from mmapps.registry import FUSIONS
 
@@ -20,20 +20,6 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device) -> Tensor:
     table[:, 0::2] = torch.sin(position * freq)
     table[:, 1::2] = torch.cos(position * freq[: dim // 2])
     return table
-
-
-@contextlib.contextmanager
-def _without_inference_fastpath(active: bool):
-    """Turn off PyTorch's fused inference path of ``nn.TransformerEncoderLayer`` while active: it
-    misreads a per-head (B*H, L, L) float mask (scores differed by up to 1.7 from the same model
-    with gradients on), so ALiBi inference would not match training or streaming."""
-    enabled = torch.backends.mha.get_fastpath_enabled()
-    if active and enabled:
-        torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(enabled)
 
 
 def alibi_slopes(heads: int) -> Tensor:
@@ -64,7 +50,9 @@ class AttentionFusion(nn.Module):
         dim: model width.
         layers: transformer layers.
         heads: attention heads.
-        dropout: dropout in the transformer.
+        dropout: residual and feed-forward dropout in the transformer.
+        attention_dropout: dropout of the attention probabilities; 0 (the default) keeps training on
+            the fused CPU attention kernel, which does not implement it (CUDA's fused kernels do).
         per_timestep: fuse per time step (see above).
         causal: causal attention over time (per_timestep only).
         lookahead: time steps of look-ahead allowed in causal mode (counted in latency).
@@ -83,6 +71,7 @@ class AttentionFusion(nn.Module):
         layers: int = 2,
         heads: int = 4,
         dropout: float = 0.1,
+        attention_dropout: float = 0.0,
         per_timestep: bool = False,
         causal: bool = False,
         lookahead: int = 0,
@@ -95,8 +84,7 @@ class AttentionFusion(nn.Module):
         self.proj = nn.ModuleDict({m: nn.Linear(modality_to_dim[m], dim) for m in self.modalities})
         self.modality_embedding = nn.Parameter(torch.randn(len(self.modalities), dim) * 0.02)
         self.summary_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
-        layer = nn.TransformerEncoderLayer(dim, heads, dim_feedforward=2 * dim, dropout=dropout, batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.transformer = SdpaEncoder(layers, dim, heads, ffn_dim=2 * dim, dropout=dropout, attention_dropout=attention_dropout)
         self.norm = nn.LayerNorm(dim)
         self.per_timestep = per_timestep
         self.causal = causal
@@ -115,7 +103,7 @@ class AttentionFusion(nn.Module):
         B = tokens[0].shape[0]
         x = torch.cat([self.summary_token.expand(B, -1, -1).to(tokens[0].dtype)] + tokens, dim=1)  # (B, 1 + sum T_m, D)
         keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device)] + masks, dim=1)
-        out = self.norm(self.transformer(x, src_key_padding_mask=~keep))
+        out = self.norm(self.transformer(x, keep.view(B, 1, 1, -1)))  # key padding broadcast over heads and queries
         return FusionOutput(out[:, 0], out[:, 1:], keep[:, 1:])
 
     def _forward_timesteps(self, features: dict[str, EncoderOutput], present: dict[str, Tensor]) -> FusionOutput:
@@ -128,23 +116,26 @@ class AttentionFusion(nn.Module):
         x = torch.cat([self.summary_token.expand(B, -1, -1).to(grid.dtype), grid.reshape(B, T * M, D)], dim=1)  # (B, 1 + T*M, D)
         key_keep = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=x.device), keep.reshape(B, T * M)], dim=1)
         time = torch.cat([torch.full((1,), -1, device=x.device), torch.arange(T, device=x.device).repeat_interleave(M)])  # (1 + T*M,)
-        attn_mask = None
-        if self.causal:
-            attn_mask = time.unsqueeze(0) > (time.unsqueeze(1) + self.lookahead)  # True = may not attend
-            attn_mask[:, 0] = False  # the summary token is always visible, so no row is empty
-        padding: Tensor | None = ~key_keep
-        if self.positions == "alibi":
-            # one float mask (B*H, L, L): the per-head distance penalty, -inf for causality and padded
-            # keys (a separate key-padding mask is merged wrongly with a 3-D mask by the inference fast path)
-            bias = alibi_bias(time, time, self.slopes)  # (H, L, L)
-            if attn_mask is not None:
-                bias = bias.masked_fill(attn_mask, float("-inf"))
-            bias = bias.unsqueeze(0).masked_fill(~key_keep.view(B, 1, 1, -1), float("-inf"))  # (B, H, L, L)
-            attn_mask, padding = bias.to(x.dtype).flatten(0, 1), None  # (B*H, L, L), batch-major as PyTorch expects
-        with _without_inference_fastpath(self.positions == "alibi"):
-            out = self.norm(self.transformer(x, mask=attn_mask, src_key_padding_mask=padding))
+        out = self.norm(self.transformer(x, self._timestep_mask(time, key_keep)))
         per_step = out[:, 1:].reshape(B, T, M, D)
         weights = keep.to(per_step.dtype).unsqueeze(-1)  # (B, T, M, 1)
         fused = (per_step * weights).sum(2) / weights.sum(2).clamp_min(1.0)  # (B, T, D)
         step_mask = keep.any(2)  # (B, T)
         return FusionOutput(fused, fused, step_mask)
+
+    def _timestep_mask(self, time: Tensor, key_keep: Tensor) -> Tensor:
+        """One attention mask for ``scaled_dot_product_attention``: (B, 1, 1, L) or (B, 1, L, L) bool
+        (True = may attend), or with ALiBi a (B, H, L, L) float bias, -inf where attention is not allowed.
+
+        Inputs: time (L,) time of every token (-1: the summary token); key_keep (B, L).
+        """
+        B, L = key_keep.shape
+        allowed = key_keep.view(B, 1, 1, L)
+        if self.causal:
+            future = time.unsqueeze(0) > (time.unsqueeze(1) + self.lookahead)  # (L, L) True = may not attend
+            future[:, 0] = False  # the summary token is always visible, so no row is empty
+            allowed = allowed & ~future  # (B, 1, L, L)
+        if self.positions != "alibi":
+            return allowed
+        bias = alibi_bias(time, time, self.slopes)  # (H, L, L)
+        return bias.masked_fill(~allowed, float("-inf"))  # (B, H, L, L)
