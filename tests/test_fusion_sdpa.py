@@ -7,7 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from mmapps.models.fusions.attention import AttentionFusion, alibi_bias, sinusoidal_positions
+from mmapps.models.fusions.attention import (
+    AttentionFusion,
+    alibi_bias,
+    sinusoidal_positions,
+)
 from mmapps.models.types import EncoderOutput
 
 D, H = 16, 4
