@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +32,7 @@ class DataConfig(_Strict):
     demo_n: int = Field(200, ge=4, description="number of demo samples to write when root is unset")
     demo_dir: Path | None = Field(None, description="where demo data is cached (default: ~/.cache/mmapps/<domain>-demo-<n>)")
     on_error: Literal["skip", "stop"] = "skip"
-    num_workers: int = Field(0, ge=0)
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(0, description="DataLoader worker processes; auto = usable cores (per process of a node) - 1, persistent, pinned memory on CUDA")
     cache_dir: Path | None = Field(None, description="preprocessed-sample cache; None disables it")
     options: dict[str, Any] = Field(default_factory=dict)
 
@@ -80,6 +80,8 @@ class TrainConfig(_Strict):
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1)
     checkpoint_every: int = Field(1, ge=1, description="save the resumable checkpoint every N epochs")
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also save the resumable checkpoint every N optimiser steps inside an epoch; a resume continues at the next batch")
+    log_every_steps: int = Field(50, ge=1, description="read the running training loss from the device every N steps (progress display); no host sync in between")
     tensorboard: bool = True
     progress: bool = True
     find_unused_parameters: bool = Field(False, description="DDP option for models with branches unused in some steps")

@@ -89,7 +89,6 @@ class KittiDetectionDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._cache: dict[int, tuple] = {}
-        self._visits: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -139,9 +138,10 @@ class KittiDetectionDataset(Dataset):
         boxes, labels = self._train_boxes(anno, calib)
         matrix = torch.eye(4, dtype=torch.float64)
         if self.train and opts.augment is not None:
-            # a fresh draw at every visit, reproducible for a given seed and access order
-            self._visits[index] = self._visits.get(index, 0) + 1
-            rng = np.random.default_rng([self.seed, self.epoch, index, self._visits[index]])
+            # a pure function of (seed, epoch, index): the same in any DataLoader worker and after a resume
+            from mmapps.data.rng import sample_rng
+
+            rng = sample_rng(self.seed, self.epoch, index)
             aug = opts.augment
             points, boxes, matrix = apply_augmentation(points, boxes, bool(aug.flip and rng.random() < 0.5),
                                                        float(rng.uniform(-aug.rotation, aug.rotation)), float(rng.uniform(*aug.scale)))

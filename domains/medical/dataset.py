@@ -46,13 +46,19 @@ class MedicalStudyDataset:
     Args:
         studies: checked studies.
         load: ``path -> (array (1, S, S), metadata)`` (the cache in front of the preprocessing).
-        augment: train-only random transform of each ``(1, S, S)`` array, or None.
+        augment: train-only random transform ``(array (1, S, S), rng) -> array``, or None.
+        seed: run seed; each image's augmentation draws from (seed, epoch, study index, image index).
     """
 
-    def __init__(self, studies: list[PreparedStudy], load: Callable[[Path], tuple[np.ndarray, dict]], augment: Callable | None = None) -> None:
+    def __init__(self, studies: list[PreparedStudy], load: Callable[[Path], tuple[np.ndarray, dict]], augment: Callable | None = None, seed: int = 0) -> None:
         self.studies = studies
         self.load = load
         self.augment = augment
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the trainer (in the worker that loads the item) before each epoch's items."""
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.studies)
@@ -65,7 +71,9 @@ class MedicalStudyDataset:
         study = self.studies[index]
         arrays = [self.load(path)[0] for path in study.image_paths]
         if self.augment is not None:
-            arrays = [self.augment(a) for a in arrays]
+            from mmapps.data.rng import sample_rng
+
+            arrays = [self.augment(a, sample_rng(self.seed, self.epoch, index, stream)) for stream, a in enumerate(arrays)]
         image = torch.from_numpy(np.stack(arrays))  # (E, 1, S, S)
         return Sample(
             sample_id=study.study_id,
@@ -193,7 +201,7 @@ def build_datasets(cfg: Any):
             "REPORT LEAKAGE: the note input includes " + "/".join(s.upper() for s in options.note_sections)
             + " (--allow-report-leakage). The labels were extracted from these sections, so these metrics overstate what the model can do from the clinical context."
         ]
-    augment = build_augment(options.image_size, cfg.seed) if options.augment else None
+    augment = build_augment(options.image_size) if options.augment else None
     info.update(
         data_root=str(root), studies={k: len(v) for k, v in by_split.items()}, findings=list(options.findings),
         uncertain_policy=options.uncertain, blank_policy=options.blank, note_sections=list(options.note_sections),
@@ -201,7 +209,7 @@ def build_datasets(cfg: Any):
         prevalence={name: _prevalence(v) for name, v in by_split.items()},
     )
     return DatasetSplits(
-        train=MedicalStudyDataset(by_split["train"], load, augment),
+        train=MedicalStudyDataset(by_split["train"], load, augment, seed=cfg.seed),
         val=MedicalStudyDataset(by_split["val"], load),
         test=MedicalStudyDataset(by_split["test"], load),
         issues=log,

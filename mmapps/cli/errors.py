@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import typer
 
-from mmapps.errors import MmappsError
+from mmapps.errors import MmappsError, WriteError
 
 DEBUG = {"enabled": False}
 
@@ -26,6 +26,12 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             code = err.exit_code if isinstance(err, MmappsError) else 2
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(code) from None
+        except OSError as err:  # full disk, quota, read-only or failing device, anywhere in a command
+            if DEBUG["enabled"]:
+                raise
+            where = err.filename or "an output file"
+            typer.echo(f"error: {WriteError.from_os_error(where, err)}", err=True)
+            raise typer.Exit(WriteError.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; resume with --resume <run directory>", err=True)
             raise typer.Exit(130) from None

@@ -7,7 +7,46 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from mmapps.errors import PredictionError
 from mmapps.metrics import accuracy, bootstrap_ci, macro_f1, roc_auc
+
+MAX_NAMED_SAMPLES = 5
+
+
+def _non_finite(value: Any) -> bool:
+    """True when a prediction value (number, array, tensor, or nested list/dict of them) holds NaN/inf."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return False
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return not bool(np.isfinite(np.asarray(value, dtype=float)).all())
+        return any(_non_finite(v) for v in value)
+    if isinstance(value, (int, float, np.number)):
+        return not math.isfinite(float(value))
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+        return not bool(np.isfinite(value).all())
+    return False
+
+
+def check_finite_predictions(records: Sequence[Any], task: str) -> None:
+    """Refuse to compute metrics on NaN/inf predictions: they make every metric meaningless (an
+    AUROC of 0.5, an AP of 0) instead of failing.
+
+    Raises:
+        PredictionError: naming the task, how many samples and the first sample ids.
+    """
+    bad = [r.sample_id for r in records if _non_finite(r.prediction)]
+    if bad:
+        named = ", ".join(map(str, bad[:MAX_NAMED_SAMPLES])) + (f" and {len(bad) - MAX_NAMED_SAMPLES} more" if len(bad) > MAX_NAMED_SAMPLES else "")
+        raise PredictionError(
+            f"task {task!r}: the model predicted NaN or infinite values for {len(bad)} of {len(records)} samples ({named}); "
+            "no metric is computed on them. The weights are finite (checked at load), so the inputs of these samples hold "
+            "NaN/inf or extreme values, or training diverged (lower train.lr, keep train.grad_clip)"
+        )
 
 
 def multiclass_metrics(records: Sequence[Any], cfg: Any) -> dict[str, float]:

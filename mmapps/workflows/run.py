@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import yaml
 
 from mmapps.config import RunConfig, config_to_yaml, validate_config
 from mmapps.data.views import WithoutModalities
 from mmapps.domain import Domain, resolve, with_configured_labels
-from mmapps.errors import DataError
+from mmapps.errors import ConfigError, DataError, NothingToResumeError
 from mmapps.workflows.resolve import default_run_dir, ensure_data_root
 
 
@@ -35,15 +36,26 @@ def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Seque
     With `resume`, ``cfg.out_dir`` must be an earlier run directory: training continues from its
     ``checkpoints/last.pt`` with that run's saved config.
     """
-    from mmapps.models.build import build_model, selected_modalities
-    from mmapps.train.runtime import seed_everything, setup_runtime
-    from mmapps.train.trainer import Trainer
+    from mmapps.train.runtime import setup_runtime
 
     runtime = setup_runtime(cfg.train)
-    if resume:
-        cfg = _read_run_config(Path(cfg.out_dir))
-    run_dir = Path(cfg.out_dir) if cfg.out_dir else _shared_run_dir(cfg, runtime)
+    if resume:  # the folder resumed from, wherever it was copied to, not the out_dir its config.yaml names
+        run_dir = Path(cfg.out_dir)
+        cfg = _read_run_config(run_dir)
+    else:
+        run_dir = Path(cfg.out_dir) if cfg.out_dir else _shared_run_dir(cfg, runtime)
     cfg = cfg.model_copy(update={"out_dir": run_dir})
+    with _run_lock(run_dir, runtime):
+        return _train_locked(cfg, domain, runtime, run_dir, resume, callbacks)
+
+
+def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> RunResult:
+    from mmapps.models.build import build_model, selected_modalities
+    from mmapps.train.runtime import seed_everything
+    from mmapps.train.trainer import Trainer
+
+    if resume:
+        _check_resumable(run_dir)
     seed_everything(cfg.seed, cfg.train.deterministic)
     cfg = _prepare_data(cfg, domain, runtime)
     domain = with_configured_labels(domain, cfg)
@@ -76,7 +88,7 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
     from mmapps.train import checkpoint as ckpt
     from mmapps.train.runtime import setup_runtime
 
-    cfg, state = _config_from_checkpoint(checkpoint, overrides)
+    cfg, state = _config_from_checkpoint(checkpoint, overrides, domain.name)
     runtime = setup_runtime(cfg.train)
     run_dir = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "eval"
     cfg = _prepare_data(cfg.model_copy(update={"out_dir": run_dir}), domain, runtime)
@@ -104,7 +116,7 @@ def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, sp
 
     from mmapps.config import deep_merge
 
-    cfg, state = _config_from_checkpoint(checkpoint, deep_merge(overrides or {}, {"data": {"root": str(data_root)}}))
+    cfg, state = _config_from_checkpoint(checkpoint, deep_merge(overrides or {}, {"data": {"root": str(data_root)}}), domain.name)
     runtime = setup_runtime(cfg.train)
     domain = with_configured_labels(domain, cfg)
     splits = resolve(domain.build_datasets)(cfg)
@@ -182,16 +194,51 @@ def _shared_run_dir(cfg: RunConfig, runtime) -> Path:
 def _read_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise DataError(f"--resume {run_dir}: no config.yaml there; give the directory of the run to continue")
-    return validate_config(yaml.safe_load(path.read_text()))
+        raise NothingToResumeError(
+            f"--resume {run_dir}: nothing to resume, no config.yaml there ({'the folder does not exist' if not run_dir.exists() else 'not a run folder, or the run stopped before writing it'}); "
+            "give the folder of the run to continue, or start without --resume"
+        )
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"--resume {run_dir}: {path} is not plain YAML ({str(err).splitlines()[0]}); mmapps writes it with yaml.safe_dump") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"--resume {run_dir}: {path} holds a {type(values).__name__}, expected a mapping of config fields")
+    return validate_config(values)
 
 
-def _config_from_checkpoint(checkpoint: Path, overrides: dict[str, Any] | None):
+def _check_resumable(run_dir: Path) -> None:
+    """Fail before any data is read when the folder has no resumable checkpoint."""
+    from mmapps.train import checkpoint as ckpt
+
+    path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        ckpt.load_training_state(path)  # raises NothingToResumeError with its message
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path, runtime: Any) -> Iterator[None]:
+    """Hold the run folder's lock (main process) and remove temporaries of interrupted checkpoint writes."""
+    if not runtime.is_main:
+        yield
+        return
+    from mmapps.train import checkpoint as ckpt
+    from mmapps.train.lock import RunLock
+
+    with RunLock(run_dir):
+        removed = ckpt.clean_stale_temporaries(run_dir / "checkpoints")
+        if removed:
+            size = sum(n for _, n in removed) / 1e6
+            print(f"note: removed {len(removed)} temporary file(s) ({size:.1f} MB) left by an interrupted checkpoint write in {run_dir / 'checkpoints'}", file=sys.stderr)
+        yield
+
+
+def _config_from_checkpoint(checkpoint: Path, overrides: dict[str, Any] | None, domain: str | None = None):
     from mmapps.config import deep_merge
     from mmapps.train import checkpoint as ckpt
 
     state, metadata = ckpt.read_inference_checkpoint(Path(checkpoint))
-    values = yaml.safe_load(metadata["config"])
+    values = ckpt.checkpoint_config(metadata, Path(checkpoint), domain)
     values = deep_merge(values, overrides or {})
     return validate_config(values), state
 

@@ -26,10 +26,13 @@ def test_cache_key_config_changes_with_size():
 def test_augmentation_is_seeded_and_keeps_shape():
     x = np.random.default_rng(1).random((1, 32, 32)).astype(np.float32)
     assert np.array_equal(RandomAffine2d(prob=0.0)(x), x)
-    a, b = build_augment(32, seed=3), build_augment(32, seed=3)
-    outs_a = [a(x) for _ in range(5)]
-    outs_b = [b(x) for _ in range(5)]
+    from mmapps.data.rng import sample_rng
+
+    a, b = build_augment(32), build_augment(32)
+    outs_a = [a(x, sample_rng(3, 0, i)) for i in range(5)]
+    outs_b = [b(x, sample_rng(3, 0, i)) for i in range(5)]  # a pure function of (seed, epoch, index)
     assert all(np.array_equal(p, q) for p, q in zip(outs_a, outs_b))
+    assert not np.array_equal(a(x, sample_rng(3, 1, 0)), a(x, sample_rng(3, 2, 0))) or not np.array_equal(a(x, sample_rng(3, 1, 1)), a(x, sample_rng(3, 2, 1)))
     assert all(o.shape == (1, 32, 32) and o.dtype == np.float32 for o in outs_a)
     assert any(not np.allclose(o, x) for o in outs_a)
     theta_zero = RandomAffine2d(prob=1.0, rotate=0.0, scale=0.0, translate=0.0)(x)
