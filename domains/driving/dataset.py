@@ -11,7 +11,6 @@ Sample layout:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,51 +20,15 @@ from torch.utils.data import Dataset
 
 from mmapps.data import DatasetSplits, IssueLog, Sample
 from mmapps_domains.driving.geometry import boxes_camera_to_lidar
-from mmapps_domains.driving.kitti import Calibration, check_principal_point, objects_to_arrays, read_calib, read_image, read_label
+from mmapps_domains.driving.frames import FrameFiles, index_frames
+from mmapps_domains.driving.kitti import Calibration, objects_to_arrays, read_calib, read_image, read_label
+from mmapps_domains.driving.layouts import resolve_layout
 from mmapps_domains.driving.options import DrivingDataOptions, parse_options
-from mmapps_domains.driving.points import find_point_file, read_points
+from mmapps_domains.driving.points import read_points
 from mmapps_domains.driving.preprocess import apply_augmentation, crop_points
-from mmapps_domains.driving.splits import resolve_splits
+from mmapps_domains.driving.splits import labelled_test_list, read_image_sets, resolve_splits
 
-
-@dataclass(frozen=True)
-class FrameFiles:
-    frame_id: str
-    points: Path
-    calib: Path
-    image: Path | None
-    label: Path | None
-
-
-def index_frames(root: Path, folder: str, options: DrivingDataOptions, log: IssueLog) -> list[FrameFiles]:
-    """Find and validate every frame of ``root/folder``; bad frames go to `log` (skipped or stopping the run)."""
-    base = Path(root) / folder
-    lidar_dir = base / "velodyne"
-    if not lidar_dir.is_dir():
-        raise FileNotFoundError(f"{lidar_dir}: no velodyne folder; expected the KITTI object layout {base}/{{velodyne,calib,image_2,label_2}}")
-    ids = sorted({p.stem for p in lidar_dir.iterdir() if p.suffix.lower() in (".bin", ".npy", ".pcd", ".ply")})
-    frames = []
-    for frame_id in ids:
-        files = FrameFiles(frame_id, find_point_file(lidar_dir, frame_id), base / "calib" / f"{frame_id}.txt",
-                           base / "image_2" / f"{frame_id}.png", base / "label_2" / f"{frame_id}.txt")
-        try:
-            if not files.calib.is_file():
-                raise ValueError(f"{files.calib}: calibration file missing for frame {frame_id}")
-            calib = read_calib(files.calib)
-            if files.label.is_file():
-                read_label(files.label)
-            if files.image.is_file():
-                from PIL import Image
-
-                with Image.open(files.image) as im:
-                    check_principal_point(calib, (im.height, im.width), str(files.image))
-            read_points(files.points)
-        except (ValueError, OSError) as err:
-            log.report(files.points.parent.parent / frame_id, str(err))
-            continue
-        frames.append(FrameFiles(files.frame_id, files.points, files.calib,
-                                 files.image if files.image.is_file() else None, files.label if files.label.is_file() else None))
-    return frames
+__all__ = ["FrameFiles", "KittiDetectionDataset", "build_datasets", "index_frames"]
 
 
 def _jsonable(anno: dict[str, np.ndarray]) -> dict[str, list]:
@@ -85,6 +48,7 @@ class KittiDetectionDataset(Dataset):
     def __init__(self, frames: list[FrameFiles], options: DrivingDataOptions, train: bool, seed: int = 0) -> None:
         self.frames = frames
         self.options = options
+        self.layout = resolve_layout(options.point_layout)
         self.train = train
         self.seed = seed
         self.epoch = 0
@@ -111,7 +75,8 @@ class KittiDetectionDataset(Dataset):
             return self._cache[index]
         files = self.frames[index]
         opts = self.options
-        calib = read_calib(files.calib)
+        # the calibration maps the file's LiDAR frame; points come in the model frame
+        calib = read_calib(files.calib).with_lidar_transform(self.layout.file_to_model())
         camera, image_size = self._camera(files)
         if image_size is None and files.image is not None:
             from PIL import Image
@@ -121,7 +86,7 @@ class KittiDetectionDataset(Dataset):
         if image_size is None:  # no image: assume the principal point is centred
             image_size = (int(round(2 * calib.P2[1, 2])), int(round(2 * calib.P2[0, 2])))
         velo_to_image = torch.from_numpy(calib.velo_to_image())
-        points = torch.from_numpy(read_points(files.points))
+        points = torch.from_numpy(read_points(files.points, self.layout))
         points = crop_points(points, opts.point_range, velo_to_image if opts.fov_crop else None, image_size if opts.fov_crop else None)
         anno = objects_to_arrays(read_label(files.label) if files.label is not None else [])
         loaded = (calib, points, camera, image_size, anno)
@@ -191,12 +156,36 @@ def demo_root(cfg: Any) -> Path:
     return folder
 
 
+def _wanted(lists: dict[str, list[str]] | None, names: tuple[str, ...]) -> dict[str, str] | None:
+    if lists is None:
+        return None
+    return {i: f"ImageSets/{name}.txt" for name in reversed(names) if name in lists for i in lists[name]}
+
+
+def _empty_split_error(root: Path, split: str, source: str, n_usable: int, options: DrivingDataOptions, log: IssueLog):
+    from mmapps.errors import DataError
+
+    return DataError(
+        f"{root}: the {split} split is empty ({source}; {n_usable} usable frame(s) in training/; {log.summary()}). "
+        f"Fill it with ImageSets/{split}.txt listing frame ids of training/ (beside train.txt and val.txt), "
+        + ("data.options.test_folder=testing for KITTI's testing/ frames, " if split == "test" else "")
+        + f"or, without ImageSets, a seeded split of at least 3 usable frames (data.options.split_fractions, now {list(options.split_fractions)})."
+    )
+
+
 def build_datasets(cfg: Any) -> DatasetSplits:
-    """Train / val / test datasets from ``cfg.data.root`` (KITTI layout) or the demo data."""
+    """Train / val / test datasets from ``cfg.data.root`` (KITTI layout) or the demo data.
+
+    Raises:
+        DataError: no usable frame, or an empty train / val / test split (exit code 3).
+    """
     options = data_options(cfg)
+    layout = resolve_layout(options.point_layout)
     root = Path(cfg.data.root) if cfg.data.root else demo_root(cfg)
     log = IssueLog(on_error=cfg.data.on_error)
-    frames = index_frames(root, "training", options, log)
+    lists = read_image_sets(root)
+    names = ("train", "val", "test") if lists is not None and labelled_test_list(lists) else ("train", "val")
+    frames = index_frames(root, "training", options, log, layout, _wanted(lists, names))
     if not frames:
         from mmapps.errors import DataError
 
@@ -205,9 +194,16 @@ def build_datasets(cfg: Any) -> DatasetSplits:
     split_ids, source = resolve_splits(root, list(by_id), options.split_fractions, cfg.seed)
     datasets = {name: KittiDetectionDataset([by_id[i] for i in ids], options, train=(name == "train"), seed=cfg.seed) for name, ids in split_ids.items()}
     if options.test_folder == "testing":  # KITTI's unlabelled test frames, e.g. for a benchmark-server submission
-        test_frames = index_frames(root, "testing", options, log)
+        # OpenPCDet's test.txt names testing/ frames; a labelled test list of training/ does not
+        names_testing = lists is not None and "test" in lists and not labelled_test_list(lists)
+        wanted = {i: "ImageSets/test.txt" for i in lists["test"]} if names_testing else None
+        test_frames = index_frames(root, "testing", options, log, layout, wanted)
         datasets["test"] = KittiDetectionDataset(test_frames, options, train=False, seed=cfg.seed)
         split_ids["test"] = [f.frame_id for f in test_frames]
+        source += "; test: testing/"
+    for name in ("train", "val", "test"):
+        if not split_ids[name]:
+            raise _empty_split_error(root, name, source, len(frames), options, log)
     split_of_group = {i: name for name, ids in split_ids.items() for i in ids if not (name == "test" and i in split_ids["val"])}
-    info = {"root": str(root), "split_source": source, "classes": list(options.classes), **{f"n_{k}": len(v) for k, v in split_ids.items()}}
+    info = {"root": str(root), "split_source": source, "point_layout": layout.describe(), "classes": list(options.classes), **{f"n_{k}": len(v) for k, v in split_ids.items()}}
     return DatasetSplits(train=datasets["train"], val=datasets["val"], test=datasets["test"], issues=log, split_of_group=split_of_group, info=info)

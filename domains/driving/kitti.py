@@ -48,6 +48,13 @@ class Calibration:
         """Return the (3, 4) matrix P2 · R0_rect · Tr_velo_to_cam (homogeneous LiDAR -> pixels)."""
         return self.P2 @ _homogeneous(self.R0_rect) @ _homogeneous(self.Tr_velo_to_cam)
 
+    def with_lidar_transform(self, transform: np.ndarray) -> "Calibration":
+        """The calibration of points moved by the (4, 4) `transform` (file frame -> model frame)."""
+        if np.allclose(transform, np.eye(4)):
+            return self
+        tr = _homogeneous(self.Tr_velo_to_cam) @ np.linalg.inv(transform)
+        return Calibration(P=self.P, R0_rect=self.R0_rect, Tr_velo_to_cam=tr[:3], Tr_imu_to_velo=self.Tr_imu_to_velo)
+
     def velo_to_rect(self) -> np.ndarray:
         """Return the (4, 4) matrix R0_rect · Tr_velo_to_cam (LiDAR -> rectified camera 0)."""
         return _homogeneous(self.R0_rect) @ _homogeneous(self.Tr_velo_to_cam)

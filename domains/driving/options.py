@@ -6,6 +6,8 @@ from typing import Literal, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mmapps_domains.driving.layouts import PRESETS, PointLayoutOptions
+
 
 class AugmentOptions(BaseModel):
     """Global augmentation applied in training to points, boxes and the camera projection together."""
@@ -30,6 +32,9 @@ class DrivingDataOptions(BaseModel):
         max_points: random subsample cap per frame (None: keep all).
         min_iou: class -> IoU threshold of the evaluation (default Car 0.7, Pedestrian/Cyclist 0.5).
         cache_frames: keep each frame's cropped points and resized image in memory (off for full KITTI).
+        point_layout: the LiDAR files' layout (`layouts.PRESETS` name or `PointLayoutOptions`).
+        iou_precision: evaluation IoU in exact float64 (default) or float32 like the python devkits.
+        test_folder: "testing" serves KITTI's unlabelled testing/ folder as the test split.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -43,6 +48,12 @@ class DrivingDataOptions(BaseModel):
     max_points: int | None = Field(None, ge=1)
     min_iou: dict[str, float] = Field(default_factory=dict)
     cache_frames: bool = Field(True, description="keep cropped points and resized images in memory after the first read")
+    point_layout: str | PointLayoutOptions = Field(
+        "kitti", description="LiDAR file layout: preset kitti / nuscenes / waymo, or {preset, fields, dtype, intensity_max, intensity_tanh, axes, ground_z}"
+    )
+    iou_precision: Literal["float64", "float32"] = Field(
+        "float64", description="BEV/3D IoU of the evaluation: exact float64, or float32 as the python KITTI devkits of OpenPCDet / MMDetection3D"
+    )
     test_folder: Literal["training", "testing"] = Field(
         "training", description="'testing' serves every frame of KITTI's unlabelled testing/ folder as the test split (for `predict` and benchmark submissions)"
     )
@@ -55,6 +66,13 @@ class DrivingDataOptions(BaseModel):
         bad = [c for c in value if c not in KITTI_TYPES or c == "DontCare"]
         if bad or not value:
             raise ValueError(f"classes {list(bad) or list(value)} not accepted; choose among {[t for t in KITTI_TYPES if t != 'DontCare']}")
+        return value
+
+    @field_validator("point_layout")
+    @classmethod
+    def _known_layout(cls, value: str | PointLayoutOptions) -> str | PointLayoutOptions:
+        if isinstance(value, str) and value not in PRESETS:
+            raise ValueError(f"point_layout {value!r} is not a preset; choose {', '.join(PRESETS)} or give {{preset, fields, ...}}")
         return value
 
 

@@ -53,20 +53,42 @@ def seeded_split(ids: list[str], fractions: tuple[float, float, float], seed: in
     }
 
 
+def read_image_sets(root: Path) -> dict[str, list[str]] | None:
+    """``ImageSets`` lists of `root` ({"train", "val"[, "test"]}: ids), or None without train.txt and val.txt."""
+    sets = Path(root) / "ImageSets"
+    if not ((sets / "train.txt").is_file() and (sets / "val.txt").is_file()):
+        return None
+    lists = {name: read_split_file(sets / f"{name}.txt") for name in ("train", "val")}
+    if (sets / "test.txt").is_file():
+        lists["test"] = read_split_file(sets / "test.txt")
+    return lists
+
+
+def labelled_test_list(lists: dict[str, list[str]]) -> bool:
+    """Whether ImageSets/test.txt names a labelled test split of training/.
+
+    OpenPCDet's and MMDetection3D's test.txt lists KITTI's testing/ frames, whose ids (000000 ..)
+    overlap those of training/: such a list is never a test split of training/.
+    """
+    test = set(lists.get("test", ()))
+    return bool(test) and not (test & (set(lists["train"]) | set(lists["val"])))
+
+
 def resolve_splits(root: Path, ids: list[str], fractions: tuple[float, float, float], seed: int) -> tuple[dict[str, list[str]], str]:
     """Frame lists for train/val/test and a sentence saying where they came from.
 
-    With ``ImageSets/train.txt`` and ``val.txt``: those lists; ``test.txt`` when it exists and its
-    frames are labelled, else the val list doubles as the test split (as OpenPCDet reports on val).
-    Without them: a seeded split of `ids`.
+    With ``ImageSets/train.txt`` and ``val.txt``: those lists (restricted to the usable `ids`);
+    ``test.txt`` when it names frames disjoint from train and val (`labelled_test_list`), else
+    the val list doubles as the test split (as OpenPCDet reports on val). Without them: a seeded
+    split of `ids`.
     """
-    sets = Path(root) / "ImageSets"
-    if (sets / "train.txt").is_file() and (sets / "val.txt").is_file():
+    lists = read_image_sets(root)
+    if lists is not None:
         known = set(ids)
-        out = {name: [i for i in read_split_file(sets / f"{name}.txt") if i in known] for name in ("train", "val")}
-        test_file = sets / "test.txt"
-        test_ids = [i for i in read_split_file(test_file) if i in known] if test_file.is_file() else []
-        out["test"] = test_ids or list(out["val"])
-        source = f"ImageSets lists in {sets}" + ("" if test_ids else " (val doubles as test)")
-        return out, source
+        out = {name: [i for i in lists[name] if i in known] for name in ("train", "val")}
+        own_test = labelled_test_list(lists)
+        out["test"] = [i for i in lists["test"] if i in known] if own_test else list(out["val"])
+        sets = Path(root) / "ImageSets"
+        note = "" if own_test else (" (val doubles as test; test.txt names testing/ frames)" if "test" in lists else " (val doubles as test)")
+        return out, f"ImageSets lists in {sets}{note}"
     return seeded_split(ids, fractions, seed), f"seeded split (seed {seed}) of {len(ids)} frames"
