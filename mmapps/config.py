@@ -33,8 +33,17 @@ class DataConfig(_Strict):
     demo_dir: Path | None = Field(None, description="where demo data is cached (default: ~/.cache/mmapps/<domain>-demo-<n>)")
     on_error: Literal["skip", "stop"] = "skip"
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(0, description="DataLoader worker processes; auto = usable cores (per process of a node) - 1, persistent, pinned memory on CUDA")
-    cache_dir: Path | None = Field(None, description="preprocessed-sample cache; None disables it")
+    cache_dir: Path | None = Field(None, description="deprecated spelling of cache.dir (kept for existing configs); cache.dir wins when both are set")
     options: dict[str, Any] = Field(default_factory=dict)
+
+
+class CacheConfig(_Strict):
+    """The preprocessed-sample cache (`mmapps.data.cache`): on by default, signed entries, size-capped with LRU eviction."""
+
+    enabled: bool = Field(True, description="false: preprocess every sample in every epoch")
+    dir: Path | None = Field(None, description="cache folder; default $MMAPPS_CACHE_DIR, else ~/.cache/mmapps/samples (XDG_CACHE_HOME honoured)")
+    key: Literal["stat", "content"] = Field("stat", description="stat: (path, size, mtime) per source file; content: SHA-256 of the bytes (survives copies and touches)")
+    max_size_gb: float = Field(10.0, gt=0, description="size cap of the whole cache folder; least recently used entries are evicted beyond it")
 
 
 class EncoderConfig(_Strict):
@@ -99,6 +108,7 @@ class RunConfig(_Strict):
     seed: int = 0
     out_dir: Path | None = Field(None, description="run directory; default runs/<domain>-<recipe>-<timestamp>")
     data: DataConfig = Field(default_factory=DataConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)

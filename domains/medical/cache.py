@@ -1,84 +1,63 @@
-"""Preprocessed-sample cache: deterministic preprocessing results on disk, keyed by file content and transform config.
+"""Medical preprocessing through the core cache (`mmapps.data.cache`): one entry per DICOM file.
 
-Only deterministic steps (decode, windowing, resize, intensity normalisation) are cached; random
-augmentation runs after the cache, every epoch. A changed file (new content hash) or a changed
-transform config (new config hash) misses the cache, so stale entries are never served.
+The entry holds the preprocessed ``(1, S, S)`` float32 image and the reader's non-identifying
+metadata (view, sex, age band inputs, spacing...). ``validate_images`` decodes every image while
+indexing; through this loader that decode fills the cache, so epoch 1 reads it instead of decoding
+again, and a later run with the same files and options decodes nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-CACHE_FORMAT = 1
+# The entry layout; the code that computes entries is keyed by `code_digest`, so any edit to it misses.
+PREPROCESS_VERSION = 1
+_PACKAGE = Path(__file__).resolve().parent
 
 
-def content_hash(path: Path) -> str:
-    """SHA-256 of the file bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+def _preprocess_modules() -> list[str]:
+    """The modules whose code makes an entry: the reader (every ``dicom*`` module) and the preprocessing."""
+    names = sorted(p.stem for p in _PACKAGE.glob("dicom*.py") if p.stem != "dicom_write") + ["preprocess", "transforms", "cache"]
+    return [f"mmapps_domains.medical.{n}" for n in names if (_PACKAGE / f"{n}.py").is_file()]
 
 
-def config_hash(config: dict[str, Any]) -> str:
-    """Stable hash of a JSON-able transform config."""
-    return hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **config}, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-class PreprocessCache:
-    """Disk cache of ``(array, metadata)`` per source file.
+class CachedPreprocess:
+    """``path -> (array (1, S, S), metadata)``: the preprocessing behind the domain's cache namespace.
 
     Args:
-        cache_dir: folder (created); None disables caching (every call computes).
-        transform_config: everything that changes the preprocessed output (size, reader options...).
+        preprocess: the deterministic ``path -> (array, metadata)`` (`transforms.build_preprocess`).
+        cache: the domain's `SampleCache`, or None to compute every time.
     """
 
-    def __init__(self, cache_dir: Path | None, transform_config: dict[str, Any]) -> None:
-        self.config_key = config_hash(transform_config)
-        self.folder = Path(cache_dir) / "medical" / self.config_key if cache_dir is not None else None
-        self._hash_of_stat: dict[tuple[str, int, int], str] = {}
-        self.hits = 0
-        self.misses = 0
+    def __init__(self, preprocess: Callable[[Path], tuple[np.ndarray, dict]], cache: Any | None) -> None:
+        self.preprocess = preprocess
+        self.cache = cache
 
-    def _key(self, path: Path) -> str:
-        stat = os.stat(path)
-        memo = (str(path), stat.st_size, stat.st_mtime_ns)
-        if memo not in self._hash_of_stat:  # re-hash only when size or mtime changed
-            self._hash_of_stat[memo] = content_hash(path)
-        return self._hash_of_stat[memo]
+    def __call__(self, path: Path) -> tuple[np.ndarray, dict]:
+        if self.cache is None:
+            return self.preprocess(path)
 
-    def load(self, path: Path, compute: Callable[[Path], tuple[np.ndarray, dict]]) -> tuple[np.ndarray, dict]:
-        """Return the cached result for ``path`` or compute, store and return it.
+        def compute() -> tuple[dict[str, np.ndarray], dict]:
+            array, meta = self.preprocess(path)
+            return {"image": array}, meta
 
-        Args:
-            path: source file.
-            compute: ``path -> (array, metadata)``, deterministic.
-        """
-        if self.folder is None:
-            self.misses += 1
-            return compute(path)
-        entry = self.folder / f"{self._key(path)}.pkl"
-        if entry.is_file():
-            try:
-                with entry.open("rb") as handle:
-                    array, meta = pickle.load(handle)
-                self.hits += 1
-                return array, meta
-            except (EOFError, pickle.UnpicklingError, ValueError):
-                entry.unlink(missing_ok=True)  # a torn write from a killed run: recompute
-        array, meta = compute(path)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-        with tmp.open("wb") as handle:
-            pickle.dump((array, meta), handle, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, entry)  # atomic: concurrent workers never read half a file
-        self.misses += 1
-        return array, meta
+        found = self.cache.get_or_compute([path], compute)
+        return found.arrays["image"], found.meta
+
+    def describe(self) -> str:
+        return self.cache.describe() if self.cache is not None else "off (cache.enabled=false)"
+
+
+def build_cached_preprocess(cfg: Any, options: Any) -> CachedPreprocess:
+    """The medical loader for a run: `transforms.build_preprocess` through the cache that ``cfg.cache`` configures."""
+    from mmapps_domains.medical.transforms import build_preprocess, preprocess_config
+
+    from mmapps.data.cache import code_digest, open_cache
+
+    config = {**preprocess_config(options), "version": PREPROCESS_VERSION, "code": code_digest(*_preprocess_modules())}
+    cache = open_cache(cfg, "medical", config)
+    return CachedPreprocess(build_preprocess(options), cache)

@@ -176,19 +176,16 @@ def build_datasets(cfg: Any):
     """
     from mmapps.data import DatasetSplits, IssueLog
     from mmapps.errors import DataError
-    from mmapps_domains.medical.cache import PreprocessCache
+    from mmapps_domains.medical.cache import build_cached_preprocess
     from mmapps_domains.medical.patient_split import split_by_patient
-    from mmapps_domains.medical.transforms import build_augment, build_preprocess, preprocess_config
+    from mmapps_domains.medical.transforms import build_augment
 
     options = parse_options(cfg.data.options)
     root = resolve_root(cfg)
     records, info = index_records(root, options)
     if records and isinstance(records[0].labels, dict):
         check_findings(options.findings, list(records[0].labels), records[0].where)
-    cache_dir = Path(cfg.data.cache_dir).expanduser() if cfg.data.cache_dir else None
-    cache = PreprocessCache(cache_dir, preprocess_config(options))
-    preprocess = build_preprocess(options)
-    load = lambda path: cache.load(path, preprocess)  # noqa: E731
+    load = build_cached_preprocess(cfg, options)  # the validation decode below fills the cache for epoch 1
     log = IssueLog(on_error=cfg.data.on_error)
     base = root if root.is_dir() else root.parent
     studies = [s for s in (prepare_study(r, options, load, log, base) for r in records) if s is not None]
@@ -205,7 +202,7 @@ def build_datasets(cfg: Any):
     info.update(
         data_root=str(root), studies={k: len(v) for k, v in by_split.items()}, findings=list(options.findings),
         uncertain_policy=options.uncertain, blank_policy=options.blank, note_sections=list(options.note_sections),
-        report_leakage=options.allow_report_leakage, skipped=len(log), issues_summary=log.summary(),
+        report_leakage=options.allow_report_leakage, skipped=len(log), issues_summary=log.summary(), cache=load.describe(),
         prevalence={name: _prevalence(v) for name, v in by_split.items()},
     )
     return DatasetSplits(

@@ -25,7 +25,7 @@ from mmapps.data import DatasetSplits, IssueLog, Sample
 from mmapps_domains.surveillance.annotations import ClipEntry, read_manifest
 from mmapps_domains.surveillance.errors import MediaError
 from mmapps_domains.surveillance.options import SurveillanceDataOptions, data_options
-from mmapps_domains.surveillance.preprocess import ClipFeatures, load_clip_features
+from mmapps_domains.surveillance.preprocess import ClipFeatures, load_clip_features, open_clip_cache
 from mmapps_domains.surveillance.text_embed import EMBED_DIM
 from mmapps_domains.surveillance.windows import window_labels
 
@@ -83,7 +83,7 @@ def clip_sample(entry: ClipEntry, clip: ClipFeatures, opts: SurveillanceDataOpti
 class SurveillanceDataset(Dataset):
     """Clips of one split; features kept in memory, or read from the cache when ``cache_dir`` is set."""
 
-    def __init__(self, entries: list[ClipEntry], clips: list[ClipFeatures | None], opts: SurveillanceDataOptions, split: str, cache_dir: Path | None) -> None:
+    def __init__(self, entries: list[ClipEntry], clips: list[ClipFeatures | None], opts: SurveillanceDataOptions, split: str, cache_dir: Any | None) -> None:
         self.entries, self.clips, self.opts, self.split, self.cache_dir = entries, clips, opts, split, cache_dir
 
     def __len__(self) -> int:
@@ -115,7 +115,7 @@ def build_datasets(cfg: Any) -> DatasetSplits:
     root = Path(cfg.data.root)
     issues = IssueLog(on_error=cfg.data.on_error)
     entries = read_manifest(root, opts.classes, issues, opts.manifest)
-    spec, cache_dir = opts.window_spec(), cfg.data.cache_dir
+    spec, cache_dir = opts.window_spec(), open_clip_cache(cfg)  # None when cache.enabled=false: clips stay in memory
     by_split: dict[str, tuple[list, list]] = {s: ([], []) for s in ("train", "val", "test")}
     for entry in entries:
         try:

@@ -1,9 +1,10 @@
 """Per-clip preprocessing shared by datasets and ``watch``: windows of frames, log-mels, chat vectors.
 
-Results are cached (``cfg.data.cache_dir/surveillance/<clip>-<key>.npz``) so that epochs never decode
-video again; the key hashes the input files (path, size, mtime) and the window settings. Without a
-cache folder, the results of recent clips are kept in memory for the process (`ClipMemo`), so
-that a benchmark's many runs over the same clips decode them once. Either way the issues found
+Results go through the core preprocessed-sample cache (`mmapps.data.cache`, namespace
+``surveillance``: signed safetensors entries keyed by the input files' path, size and mtime and the
+window settings) so that epochs and later runs never decode video again. With the cache off
+(``cache.enabled=false``), the results of recent clips are kept in memory for the process
+(`ClipMemo`), so that a benchmark's many runs over the same clips decode them once. Either way the issues found
 while reading a clip (bad chat lines) are stored with its features and reported again on every
 read, so a run's summary counts them whether or not the clip came from a cache.
 """
@@ -15,10 +16,12 @@ import json
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from mmapps.data import IssueLog
+from mmapps.data.cache import SampleCache
 from mmapps.data.issues import SampleIssue
 from mmapps_domains.surveillance.annotations import ClipEntry, read_features
 from mmapps_domains.surveillance.audio import log_mel
@@ -40,6 +43,25 @@ class ClipFeatures:
     fps: float
 
 
+# The entry layout of clip features; the code that computes them is keyed by `code_digest` (any edit misses).
+FEATURES_VERSION = 5
+_FEATURE_MODULES = ("preprocess", "stream", "video", "audio", "chat", "text_embed", "windows", "annotations")
+
+
+def open_clip_cache(cfg: Any) -> SampleCache | None:
+    """The surveillance namespace of the core cache for a run (None when ``cache.enabled`` is false)."""
+    from mmapps.data.cache import code_digest, open_cache
+
+    code = code_digest(*(f"mmapps_domains.surveillance.{m}" for m in _FEATURE_MODULES))
+    return open_cache(cfg, "surveillance", {"features": FEATURES_VERSION, "code": code})
+
+
+def cache_key(entry: ClipEntry, spec: WindowSpec) -> str:
+    """The in-process memo key of a clip: its files' (path, size, mtime_ns) and the settings (the disk cache keys the same through `SampleCache.key`)."""
+    parts = [_file_key(p) for p in _cache_sources(entry)] + _cache_extra(entry, spec)
+    return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+
+
 def _file_key(path: Path | None) -> list:
     if path is None:
         return [None]
@@ -47,9 +69,12 @@ def _file_key(path: Path | None) -> list:
     return [str(path), stat.st_size, stat.st_mtime_ns]
 
 
-def cache_key(entry: ClipEntry, spec: WindowSpec) -> str:
-    parts = [_file_key(p) for p in (entry.clip, entry.audio, entry.chat, entry.features)] + [entry.start_time, asdict(spec), 4]
-    return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()[:16]
+def _cache_sources(entry: ClipEntry) -> list[Path | None]:
+    return [entry.clip, entry.audio, entry.chat, entry.features]
+
+
+def _cache_extra(entry: ClipEntry, spec: WindowSpec) -> list:
+    return [entry.start_time, asdict(spec), FEATURES_VERSION]
 
 
 def chat_vectors(path: Path, issues: IssueLog, start_time: str | None, duration: float, n_windows: int, spec: WindowSpec) -> np.ndarray:
@@ -108,22 +133,21 @@ class ClipMemo:
 MEMO = ClipMemo()
 
 
-def load_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, cache_dir: Path | None, require_audio: bool = False) -> ClipFeatures:
-    """`compute_clip_features` through the on-disk cache (when ``cache_dir`` is set) or the process's `MEMO`.
+def load_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, cache: SampleCache | None, require_audio: bool = False) -> ClipFeatures:
+    """`compute_clip_features` through the core cache (`mmapps.data.cache`, namespace ``surveillance``) or, without one, the process's `MEMO`.
 
-    The clip's own issues (bad chat lines) are reported to ``issues`` on every call, cached or not.
+    The clip's own issues (bad chat lines) are stored with its features and reported to ``issues``
+    on every call, cached or not.
     """
-    key = cache_key(entry, spec)
-    path = Path(cache_dir) / "surveillance" / f"{entry.clip_id}-{key}.npz" if cache_dir is not None else None
-    found = _read_cached(path) if path is not None else MEMO.get(key)
-    if found is None:
-        clip_issues = IssueLog(on_error="skip")  # collected first, so that they are stored even under --on-error stop
-        clip = compute_clip_features(entry, spec, clip_issues, require_audio)
-        found = (clip, tuple(clip_issues.issues))
-        if path is not None:
-            _write_cached(path, *found)
-        else:
+    if cache is None:
+        key = cache_key(entry, spec)
+        found = MEMO.get(key)
+        if found is None:
+            found = _compute(entry, spec, require_audio)
             MEMO.put(key, *found)
+    else:
+        stored = cache.get_or_compute(_cache_sources(entry), lambda: _to_entry(*_compute(entry, spec, require_audio)), extra=_cache_extra(entry, spec))
+        found = _from_entry(stored.arrays, stored.meta)
     clip, clip_issue_list = found
     _check_audio(entry, clip.mel is not None, require_audio)
     for issue in clip_issue_list:
@@ -131,20 +155,18 @@ def load_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, cac
     return clip
 
 
-def _read_cached(path: Path) -> tuple[ClipFeatures, tuple[SampleIssue, ...]] | None:
-    if not path.is_file():
-        return None
-    with np.load(path, allow_pickle=False) as data:
-        get = lambda k: data[k] if k in data.files else None  # noqa: E731
-        clip = ClipFeatures(data["frames"], get("mel"), get("chat"), get("features"), float(data["duration"]), float(data["fps"]))
-        issues = tuple(SampleIssue(p, r) for p, r in json.loads(str(data["issues"])))
-    return clip, issues
+def _compute(entry: ClipEntry, spec: WindowSpec, require_audio: bool) -> tuple[ClipFeatures, tuple[SampleIssue, ...]]:
+    clip_issues = IssueLog(on_error="skip")  # collected first, so that they are stored even under --on-error stop
+    clip = compute_clip_features(entry, spec, clip_issues, require_audio)
+    return clip, tuple(clip_issues.issues)
 
 
-def _write_cached(path: Path, clip: ClipFeatures, issues: tuple[SampleIssue, ...]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {k: v for k, v in (("mel", clip.mel), ("chat", clip.chat), ("features", clip.features)) if v is not None}
-    issues_json = np.array(json.dumps([[i.path, i.reason] for i in issues]))  # a 0-d string array: no pickle needed
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, frames=clip.frames, duration=clip.duration, fps=clip.fps, issues=issues_json, **arrays)
-    tmp.replace(path)
+def _to_entry(clip: ClipFeatures, issues: tuple[SampleIssue, ...]) -> tuple[dict[str, np.ndarray], dict]:
+    """A clip as a cache entry: arrays, and plain metadata (duration, fps, the clip's issues)."""
+    arrays = {k: v for k, v in (("frames", clip.frames), ("mel", clip.mel), ("chat", clip.chat), ("features", clip.features)) if v is not None}
+    return arrays, {"duration": clip.duration, "fps": clip.fps, "issues": [[i.path, i.reason] for i in issues]}
+
+
+def _from_entry(arrays: dict[str, np.ndarray], meta: dict) -> tuple[ClipFeatures, tuple[SampleIssue, ...]]:
+    clip = ClipFeatures(arrays["frames"], arrays.get("mel"), arrays.get("chat"), arrays.get("features"), float(meta["duration"]), float(meta["fps"]))
+    return clip, tuple(SampleIssue(p, r) for p, r in meta["issues"])

@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from mmapps.cli.cache import build_cache_app
 from mmapps.cli.errors import DEBUG
 from mmapps.cli.verbs import build_domain_app
 from mmapps.plugins import discover_domains
@@ -38,6 +39,7 @@ def build_app() -> typer.Typer:
             tasks = ", ".join(f"{t.name}[{t.head}, {len(t.labels)} labels]" for t in d.tasks)
             typer.echo(f"{entry.name:<14} ok      {d.description}\n{'':<14} modalities: {modalities}\n{'':<14} tasks: {tasks}\n{'':<14} from: {entry.distribution}")
 
+    app.add_typer(build_cache_app(), name="cache", help="The preprocessed-sample cache: info, clear.")
     for entry in discover_domains():
         app.add_typer(build_domain_app(entry), name=entry.name, help=entry.domain.description if entry.domain else f"(failed to load: {entry.error})")
     return app

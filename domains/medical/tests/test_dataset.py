@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 
-import numpy as np
 import pytest
 import torch
 
@@ -94,33 +93,6 @@ def test_every_study_failing_stops_with_a_clear_message(tmp_path):
         path.write_bytes(b"garbage")
     with pytest.raises(DataError, match="every one of 4 studies failed"):
         build_datasets(_cfg(root))
-
-
-def test_cache_is_keyed_by_content_and_config(tmp_path, demo):
-    from mmapps_domains.medical.cache import PreprocessCache
-
-    calls = []
-
-    def compute(path):
-        calls.append(path)
-        return np.full((1, 2, 2), len(calls), dtype=np.float32), {"n": len(calls)}
-
-    source = tmp_path / "a.dcm"
-    source.write_bytes(b"one")
-    cache = PreprocessCache(tmp_path / "c", {"size": 32})
-    first, _ = cache.load(source, compute)
-    again, _ = cache.load(source, compute)
-    assert len(calls) == 1 and np.array_equal(first, again) and cache.hits == 1
-    source.write_bytes(b"two, longer")  # new content -> miss
-    assert cache.load(source, compute)[1] == {"n": 2}
-    other = PreprocessCache(tmp_path / "c", {"size": 64})  # new transform config -> miss
-    assert other.load(source, compute)[1] == {"n": 3}
-    # through the dataset: a second build is served from the cache with identical tensors
-    cfg = RunConfig(domain="medical", data={"root": demo, "cache_dir": tmp_path / "cache", "options": {"image_size": 32, "augment": False}})
-    a = build_datasets(cfg)
-    b = build_datasets(cfg)
-    assert torch.equal(a.test[0].inputs["image"], b.test[0].inputs["image"])
-    assert len(list((tmp_path / "cache").rglob("*.pkl"))) > 0
 
 
 def test_age_band():

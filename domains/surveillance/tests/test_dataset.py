@@ -43,7 +43,7 @@ def test_samples_cache_and_issues(demo_root: Path, tmp_path: Path) -> None:
     assert sample.inputs["video"].shape == (10, 4, 2, 32, 32) and sample.inputs["video"].max() <= 1.0
     assert sample.inputs["chat"].shape[1] == 385 and sample.targets["events"].shape == (10, 3)
     assert sample.meta["window_starts"][:3] == [0.0, 1.0, 2.0] and sample.meta["fps"] == 10.0
-    assert len(list((tmp_path / "cache" / "surveillance").glob("*.npz"))) == 4
+    assert len(list((tmp_path / "cache" / "surveillance").rglob("*.mmc"))) == 4  # signed entries of the core cache
     cached = build_datasets(cfg)  # from the cache: same numbers, same issues counted
     torch.testing.assert_close(cached.train[0].inputs["video"], sample.inputs["video"])
     assert sorted(map(str, cached.issues.issues)) == sorted(map(str, splits.issues.issues))
@@ -57,7 +57,7 @@ def test_clips_decoded_once_per_process_without_cache(demo_root: Path, monkeypat
     from mmapps_domains.surveillance import preprocess
 
     monkeypatch.setattr(preprocess, "MEMO", preprocess.ClipMemo())
-    cfg = resolve_config(domain, "smoke", overrides=[f"data.root={demo_root}"])
+    cfg = resolve_config(domain, "smoke", overrides=[f"data.root={demo_root}", "cache.enabled=false"])
     first = build_datasets(cfg)
 
     def no_decode(entry: object, *args: object) -> None:
