@@ -64,12 +64,23 @@ def _camera_boxes(anno: Mapping[str, np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(boxes)
 
 
-def frame_overlaps(dt: Mapping[str, np.ndarray], gt: Mapping[str, np.ndarray], metric: str) -> np.ndarray:
-    """Overlaps (num_dt, num_gt) of one frame for metric bbox / bev / 3d."""
+def frame_overlaps(dt: Mapping[str, np.ndarray], gt: Mapping[str, np.ndarray], metric: str, iou_precision: str = "float64") -> np.ndarray:
+    """Overlaps (num_dt, num_gt) of one frame for metric bbox / bev / 3d.
+
+    ``iou_precision`` "float64" is the exact rotated IoU; "float32" repeats the float32 IoU of the
+    python devkits (OpenPCDet / MMDetection3D), whose published numbers a comparison must match.
+    """
     if len(dt["name"]) == 0 or len(gt["name"]) == 0:
         return np.zeros((len(dt["name"]), len(gt["name"])))
     if metric == "bbox":
         return image_box_overlap(np.asarray(dt["bbox"], dtype=np.float64), np.asarray(gt["bbox"], dtype=np.float64))
+    if iou_precision == "float32":
+        from mmapps_domains.driving.iou_devkit import camera_bev_iou_f32, camera_iou_3d_f32
+
+        fn32 = camera_bev_iou_f32 if metric == "bev" else camera_iou_3d_f32
+        return fn32(_camera_boxes(dt).numpy(), _camera_boxes(gt).numpy()).astype(np.float64)
+    if iou_precision != "float64":
+        raise ValueError(f"iou_precision {iou_precision!r}: expected float64 or float32")
     fn = camera_bev_iou if metric == "bev" else camera_iou_3d
     return fn(_camera_boxes(dt), _camera_boxes(gt)).numpy()
 
@@ -259,7 +270,7 @@ def ap_r11(precision: np.ndarray) -> float:
 
 
 def kitti_eval(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], classes: Sequence[str],
-               min_iou: Mapping[str, float] | None = None) -> KittiEvalResult:
+               min_iou: Mapping[str, float] | None = None, iou_precision: str = "float64") -> KittiEvalResult:
     """Evaluate detections against ground truth with the KITTI protocol.
 
     Args:
@@ -267,6 +278,7 @@ def kitti_eval(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], classes
         dt_annos: one detection dict per frame, same order (with ``score``).
         classes: classes to report (e.g. Car, Pedestrian, Cyclist).
         min_iou: class -> IoU threshold, default Car 0.7 / Pedestrian 0.5 / Cyclist 0.5.
+        iou_precision: "float64" (exact, default) or "float32" (the python devkits' rotated IoU).
 
     Returns:
         `KittiEvalResult` with keys ``{bbox,bev,3d,aos}_ap_{r40,r11}/<class>/<level>``.
@@ -276,7 +288,7 @@ def kitti_eval(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], classes
     thresholds = {**DEFAULT_MIN_IOU, **(min_iou or {})}
     result = KittiEvalResult()
     for metric in METRICS:
-        overlaps = [frame_overlaps(dt, gt, metric) for gt, dt in zip(gt_annos, dt_annos)]
+        overlaps = [frame_overlaps(dt, gt, metric, iou_precision) for gt, dt in zip(gt_annos, dt_annos)]
         for cls in classes:
             for level, level_name in enumerate(LEVELS):
                 out = eval_class(gt_annos, dt_annos, cls, level, metric, thresholds.get(cls, 0.5), overlaps)

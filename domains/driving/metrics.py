@@ -45,11 +45,12 @@ def detection_annotation(prediction: dict[str, Any]) -> dict[str, np.ndarray]:
     }
 
 
-def evaluate_records(records: Sequence[Any], classes: Sequence[str], min_iou: dict[str, float] | None = None) -> KittiEvalResult:
+def evaluate_records(records: Sequence[Any], classes: Sequence[str], min_iou: dict[str, float] | None = None,
+                     iou_precision: str = "float64") -> KittiEvalResult:
     """Run the KITTI evaluation over `PredictionRecord`s (prediction = detections, target = the frame's labels)."""
     gts = [gt_annotation(r.target) for r in records]
     dts = [detection_annotation(r.prediction) for r in records]
-    return kitti_eval(gts, dts, classes, min_iou)
+    return kitti_eval(gts, dts, classes, min_iou, iou_precision)
 
 
 def detection_metrics(records: Sequence[Any], cfg: Any) -> dict[str, float]:
@@ -60,7 +61,7 @@ def detection_metrics(records: Sequence[Any], cfg: Any) -> dict[str, float]:
     from mmapps_domains.driving.options import DrivingDataOptions, parse_options
 
     options = parse_options(DrivingDataOptions, cfg.data.options, "data.options")
-    result = evaluate_records(records, options.classes, options.min_iou)
+    result = evaluate_records(records, options.classes, options.min_iou, options.iou_precision)
     metrics = dict(result.ap)
     moderate = [metrics[f"bev_ap_r40/{c}/moderate"] for c in options.classes]
     metrics["bev_ap_r40/mean/moderate"] = float(np.mean(moderate))

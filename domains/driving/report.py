@@ -110,11 +110,11 @@ def kitti_sections(ctx: Any) -> list:
     ctx.figures_dir.mkdir(parents=True, exist_ok=True)
     gts = [gt_annotation(r.target) for r in records]
     dts = [detection_annotation(r.prediction) for r in records]
-    result = kitti_eval(gts, dts, options.classes, options.min_iou)
+    result = kitti_eval(gts, dts, options.classes, options.min_iou, options.iou_precision)
     pr = plot_pr_curves(result.curves, options.classes, ctx.figures_dir / "driving_pr_curves.png")
     counts = ", ".join(f"{c}: {int(result.ap[f'num_gt/{c}/moderate'])}" for c in options.classes)
     sections = [
-        Section("KITTI AP (test split)", f"AP in percent, AP_R40 with AP_R11 in brackets; IoU thresholds {dict((c, options.min_iou.get(c, {'Car': 0.7}.get(c, 0.5))) for c in options.classes)}; "
+        Section("KITTI AP (test split)", f"AP in percent, AP_R40 with AP_R11 in brackets; IoU thresholds {dict((c, options.min_iou.get(c, {'Car': 0.7}.get(c, 0.5))) for c in options.classes)} on the {options.iou_precision} IoU; "
                 f"moderate ground-truth objects: {counts}.\n\n" + ap_table(result.ap, options.classes), [pr], data={"ap": result.ap}),
         Section("Detections: bird's-eye view and camera", "Ground truth in green, detections in red (camera: score >= 0.3), boxes projected with P2.", _figures(ctx, records, options)),
     ]
