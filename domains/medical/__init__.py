@@ -87,6 +87,7 @@ domain = Domain(
     ),
     build_datasets="mmapps_domains.medical.dataset:build_datasets",
     write_demo_data="mmapps_domains.medical.demo:write_demo_data",
+    demo_version=2,  # v2: manifest note_path / note_kind columns (v1's ambiguous note column is refused)
     recipes=RECIPES,
     write_predictions="mmapps_domains.medical.predictions:write_findings_csv",
     report_sections=("mmapps_domains.medical.report:findings_sections",),

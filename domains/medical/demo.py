@@ -2,7 +2,7 @@
 
 Written files (``layout="manifest"``, the default)::
 
-    OUT/manifest.csv        study_id, subject_id, dicom_paths (';'-separated), note
+    OUT/manifest.csv        study_id, subject_id, dicom_paths (';'-separated), note_path, note_kind (report)
     OUT/labels.csv          subject_id, study_id and the 14 CheXpert columns (1 / 0 / -1 / blank)
     OUT/images/s<study>/*.dcm   CR / DX, 12-16 bit, MONOCHROME1 / 2, some RLE / JPEG-LS / JPEG 2000
     OUT/notes/s<study>.txt  full report: INDICATION, HISTORY, FINDINGS, IMPRESSION
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-
 from mmapps_domains.medical.demo_text import write_context, write_report
 from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
 
@@ -143,7 +142,8 @@ def write_demo_data(out: Path, n: int = 200, seed: int = 0, layout: Literal["man
                 note_path.write_text(write_report(rng, indication, history, states))
                 note_rel = note_path.relative_to(out).as_posix()
             label_rows.append({"subject_id": subject_id, "study_id": study_id, **_label_cells(rng, states)})
-            manifest.append({"study_id": study_id, "subject_id": subject_id, "dicom_paths": ";".join(paths), "note": note_rel})
+            manifest.append({"study_id": study_id, "subject_id": subject_id, "dicom_paths": ";".join(paths),
+                             "note_path": note_rel, "note_kind": "report" if note_rel else ""})
             study_index += 1
         patient_index += 1
     _write_tables(out, layout, manifest, label_rows, split_rows, meta_rows)
@@ -167,5 +167,5 @@ def _write_tables(out: Path, layout: str, manifest: list, labels: list, splits: 
         _write_csv(out / "mimic-cxr-2.0.0-split.csv", splits, ["dicom_id", "study_id", "subject_id", "split"])
         _write_csv(out / "mimic-cxr-2.0.0-metadata.csv", meta, ["dicom_id", "subject_id", "study_id", "ViewPosition", "Rows", "Columns"])
     else:
-        _write_csv(out / "manifest.csv", manifest, ["study_id", "subject_id", "dicom_paths", "note"])
+        _write_csv(out / "manifest.csv", manifest, ["study_id", "subject_id", "dicom_paths", "note_path", "note_kind"])
         _write_csv(out / "labels.csv", labels, label_columns)

@@ -18,10 +18,15 @@ Multi-frame policy (``multiframe``): CR / DX radiographs are single-frame. A mul
 gives its first frame (``"first"``, default, noted as ``frames`` in the metadata), every frame
 (``"all"``: an array ``(F, H, W)``), or is rejected (``"reject"``).
 
+Colour images (``allow_color``): RGB, YBR and PALETTE COLOR become BT.601 luminance and skip the
+modality LUT and VOI (`mmapps_domains.medical.dicom_color`).
+
 Rejected with a reason (`DicomReadError`): not DICOM, truncated or corrupt, no pixel data,
-non-image objects (structured reports, RT objects, presentation states, DICOMDIR), a modality
-outside ``allowed_modalities`` (default CR and DX), colour images unless ``allow_color``, and
-transfer syntaxes no installed decoder handles.
+non-image objects (structured reports, RT objects, presentation states, DICOMDIR), For Processing
+data, a modality outside ``allowed_modalities`` (default CR and DX; when ``Modality`` is absent the
+SOP class names it, see `mmapps_domains.medical.dicom_open`), colour images unless ``allow_color``,
+transfer syntaxes no installed decoder handles, malformed LUT sequences, and (`DegenerateImageError`,
+with ``skip_degenerate``) constant images or images >= 95 % saturated after windowing.
 
 Patient identifiers never enter the returned metadata: only the fields in `XrayMetadata`.
 """
@@ -30,30 +35,27 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
+from mmapps_domains.medical.dicom_open import (  # noqa: F401 - re-exported: the reader's error types live here too
+    DegenerateImageError,
+    DicomReadError,
+    check_is_radiograph,
+    open_dataset,
+)
+from mmapps_domains.medical.dicom_open import (
+    fail as _fail,
+)
+from mmapps_domains.medical.dicom_syntax import check_pixel_data_matches_syntax
 
 MultiframePolicy = Literal["first", "all", "reject"]
-
-# SOP classes that are never radiographs (PS3.4 B.5): reports, RT, presentation states, file sets.
-_NON_IMAGE_SOP_PREFIXES = {
-    "1.2.840.10008.5.1.4.1.1.88.": "a structured report (SR)",
-    "1.2.840.10008.5.1.4.1.1.481.": "a radiotherapy (RT) object",
-    "1.2.840.10008.5.1.4.1.1.11.": "a presentation state",
-    "1.2.840.10008.1.3.10": "a DICOMDIR (media file-set directory)",
-    "1.2.840.10008.5.1.4.1.1.104.": "an encapsulated document (PDF/CDA)",
-    "1.2.840.10008.5.1.4.1.1.66": "a raw data / registration / segmentation object",
-    "1.2.840.10008.5.1.4.1.1.9.": "a waveform (ECG/audio)",
-}
-_NON_IMAGE_MODALITIES = {"SR", "RTSTRUCT", "RTPLAN", "RTDOSE", "RTRECORD", "PR", "KO", "DOC", "ECG", "REG", "SEG"}
+# An image with at least this share of its pixels at 0 or 1 after windowing is degenerate.
+DEGENERATE_SATURATION = 0.95
 _FRONTAL = {"PA", "AP"}
 _LATERAL = {"LL", "RL", "LATERAL", "LAT", "LLD", "RLD"}
-
-
-class DicomReadError(ValueError):
-    """A DICOM file that cannot be used, with the file, the field and the reason."""
 
 
 class XrayMetadata(dict):
@@ -74,64 +76,78 @@ class XrayImage(NamedTuple):
     metadata: XrayMetadata
 
 
-def _fail(path: Path | str, reason: str) -> DicomReadError:
-    return DicomReadError(f"{path}: {reason}")
-
-
 def read_dicom_xray(
     path: str | Path,
     *,
     allowed_modalities: Sequence[str] | None = ("CR", "DX"),
     multiframe: MultiframePolicy = "first",
     allow_color: bool = False,
+    skip_degenerate: bool = True,
 ) -> XrayImage:
     """Read one radiograph into display space.
 
     Args:
-        path: DICOM file.
-        allowed_modalities: accepted ``Modality`` values; None accepts any image modality.
+        path: DICOM file (with or without preamble / file meta).
+        allowed_modalities: accepted modalities (``Modality``, or the SOP class's when it is absent);
+            None accepts any image modality.
         multiframe: policy for multi-frame objects (see the module docstring).
-        allow_color: convert RGB / YBR images to luminance (BT.601) instead of rejecting them.
+        allow_color: convert RGB / YBR / PALETTE COLOR images to luminance (BT.601) instead of rejecting them.
+        skip_degenerate: refuse constant images and images with >= 95 % of pixels saturated after windowing.
 
     Returns:
         `XrayImage` with a float32 array in [0, 1] (1 = bright) and `XrayMetadata`.
 
     Raises:
-        DicomReadError: for any file that cannot be used (the message names the file and the reason).
+        DegenerateImageError: a degenerate image (with ``skip_degenerate``).
+        DicomReadError: for any other file that cannot be used (the message names the file and the reason).
         FileNotFoundError: when the path does not exist.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: DICOM file not found")
-    try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as err:
-        raise _fail(path, f"not a DICOM file (no 'DICM' preamble / unreadable header: {err})") from None
-    except Exception as err:  # truncated headers raise EOFError, struct.error, OSError...
-        raise _fail(path, f"corrupt or truncated DICOM header ({type(err).__name__}: {err})") from None
-    _check_is_radiograph(ds, path, allowed_modalities)
+    ds = open_dataset(path)
+    modality = check_is_radiograph(ds, path, allowed_modalities)
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if frames > 1 and multiframe == "reject":
         raise _fail(path, f"NumberOfFrames is {frames}; multi-frame objects are rejected (multiframe='reject'); accepted: 1 frame, or set multiframe to 'first' or 'all'")
-    stored = _decode_pixels(ds, path)
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    header_photometric = str(ds.get("PhotometricInterpretation", "")).strip().upper()
+    if header_photometric not in ("MONOCHROME1", "MONOCHROME2") and not allow_color:
+        raise _fail(path, f"PhotometricInterpretation is {header_photometric!r}; chest radiographs must be MONOCHROME1 or MONOCHROME2 (set data.options.allow_color=true to convert colour images to luminance)")
+    check_pixel_data_matches_syntax(ds, path)
+    stored, photometric = decode_pixels(ds, path, index=0 if frames > 1 and multiframe == "first" else None)
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        if not allow_color:
-            raise _fail(path, f"PhotometricInterpretation is {photometric!r}; chest radiographs must be MONOCHROME1 or MONOCHROME2 (set allow_color to convert colour images)")
-        stored = _to_luminance(stored, frames)
+        from mmapps_domains.medical.dicom_color import color_to_luminance
+
+        display, voi = color_to_luminance(stored, photometric, ds, path), f"none (colour {photometric}: display values)"
         photometric = "MONOCHROME2"
     else:
-        stored = _honour_bits_stored(stored, int(ds.get("BitsStored", ds.BitsAllocated)), int(ds.get("PixelRepresentation", 0)))
-    if frames > 1 and multiframe == "first":
-        stored = stored[0]
-    values = _apply_modality_lut(stored, ds)
-    display, voi = _apply_voi(values, ds)
-    if photometric == "MONOCHROME1":
-        display = 1.0 - display
-    return XrayImage(np.ascontiguousarray(display, dtype=np.float32), _metadata(ds, photometric, frames, voi))
+        stored = _honour_bits_stored(stored, int(ds.get("BitsStored", ds.get("BitsAllocated", 16))), int(ds.get("PixelRepresentation", 0)))
+        values = _apply_modality_lut(stored, ds, path)
+        display, voi = _apply_voi(values, ds, path)
+        if photometric == "MONOCHROME1":
+            display = 1.0 - display
+    display = np.ascontiguousarray(display, dtype=np.float32)
+    if skip_degenerate:
+        check_not_degenerate(display, path, voi)
+    return XrayImage(display, _metadata(ds, modality, photometric, frames, voi))
+
+
+def check_not_degenerate(display: np.ndarray, path: Path, voi: str) -> None:
+    """Refuse constant images and images with >= `DEGENERATE_SATURATION` of pixels at 0 or 1.
+
+    Raises:
+        DegenerateImageError: naming the share found and the window used.
+    """
+    low, high = float(display.min()), float(display.max())
+    if high - low < 1e-6:
+        raise _fail(path, f"degenerate image: every pixel is {low:.3g} after windowing ({voi}); "
+                          "almost always a window or bit-depth problem in the file (set data.options.skip_degenerate=false to keep it)",
+                    DegenerateImageError)
+    saturated = np.count_nonzero((display <= 0.0) | (display >= 1.0)) / display.size
+    if saturated >= DEGENERATE_SATURATION:
+        raise _fail(path, f"degenerate image: {saturated:.1%} of pixels are saturated (0 or 1) after windowing ({voi}); "
+                          f"accepted below {DEGENERATE_SATURATION:.0%}, as this is almost always a window or bit-depth problem "
+                          "(set data.options.skip_degenerate=false to keep it)", DegenerateImageError)
 
 
 class DicomXrayReader:
@@ -149,31 +165,28 @@ class DicomXrayReader:
         return read_dicom_xray(filename, **self.options)
 
 
-def _check_is_radiograph(ds: Any, path: Path, allowed_modalities: Sequence[str] | None) -> None:
-    sop = str(ds.get("SOPClassUID", "") or ds.get("file_meta", {}).get("MediaStorageSOPClassUID", ""))
-    for prefix, what in _NON_IMAGE_SOP_PREFIXES.items():
-        if sop.startswith(prefix):
-            raise _fail(path, f"SOPClassUID {sop} is {what}, not an image; accepted: CR / DX image storage")
-    if "DirectoryRecordSequence" in ds:
-        raise _fail(path, "the file is a DICOMDIR (DirectoryRecordSequence present), not an image")
-    modality = str(ds.get("Modality", "")).upper()
-    if modality in _NON_IMAGE_MODALITIES:
-        raise _fail(path, f"Modality is {modality!r}, a non-image object; accepted: {', '.join(allowed_modalities or ['any image'])}")
-    if allowed_modalities is not None and modality not in {m.upper() for m in allowed_modalities}:
-        raise _fail(path, f"Modality is {modality!r}; accepted modalities: {', '.join(allowed_modalities)}")
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise _fail(path, "no PixelData element (7FE0,0010): the object holds no image")
+def decode_pixels(ds: Any, path: Path, index: int | None = None) -> tuple[np.ndarray, str]:
+    """Decode the pixel data (frame ``index`` only, or every frame) -> (array, photometric of the array).
 
+    The photometric interpretation returned is the decoder's (pydicom converts YBR JPEG to RGB
+    while the header still says YBR). Every failure is a `DicomReadError` naming the transfer syntax.
+    """
+    from pydicom.pixels import get_decoder
 
-def _decode_pixels(ds: Any, path: Path) -> np.ndarray:
-    syntax = ds.file_meta.get("TransferSyntaxUID", None) if hasattr(ds, "file_meta") else None
+    syntax = ds.file_meta.get("TransferSyntaxUID")
+    name = f"{getattr(syntax, 'name', syntax)} ({syntax})"
     try:
-        return np.asarray(ds.pixel_array)
-    except NotImplementedError as err:
-        name = getattr(syntax, "name", syntax)
-        raise _fail(path, f"transfer syntax {name} ({syntax}) cannot be decoded by the installed plugins ({err}); install pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls") from None
-    except Exception as err:
-        raise _fail(path, f"pixel data could not be decoded (truncated or corrupt; transfer syntax {getattr(syntax, 'name', syntax)}): {type(err).__name__}: {err}") from None
+        decoder = get_decoder(syntax)
+    except Exception:  # noqa: BLE001 - third-party pixel code raises any type; wrapped as the reader's error
+        raise _fail(path, f"transfer syntax {name} is not one pydicom can decode; accepted: native, deflate, RLE, JPEG, JPEG-LS, JPEG 2000") from None
+    if not decoder.is_available:
+        raise _fail(path, f"transfer syntax {name} cannot be decoded by the installed plugins; install pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls")
+    try:
+        arr, meta = decoder.as_array(ds, index=index)
+    except Exception as err:  # noqa: BLE001 - third-party pixel code raises any type; wrapped as the reader's error
+        raise _fail(path, f"pixel data could not be decoded (truncated, corrupt, or not encoded as the transfer syntax {name} claims): {type(err).__name__}: {err}") from None
+    photometric = str(meta.get("photometric_interpretation") or ds.get("PhotometricInterpretation", "")).strip().upper()
+    return np.asarray(arr), photometric
 
 
 def _honour_bits_stored(arr: np.ndarray, bits_stored: int, pixel_representation: int) -> np.ndarray:
@@ -189,19 +202,19 @@ def _honour_bits_stored(arr: np.ndarray, bits_stored: int, pixel_representation:
     return (values ^ sign) - sign
 
 
-def _to_luminance(arr: np.ndarray, frames: int) -> np.ndarray:
-    if arr.ndim == (4 if frames > 1 else 3) and arr.shape[-1] == 3:
-        return arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
-    return arr
-
-
-def _apply_modality_lut(arr: np.ndarray, ds: Any) -> np.ndarray:
+def _apply_modality_lut(arr: np.ndarray, ds: Any, path: Path) -> np.ndarray:
     from pydicom.pixels import apply_modality_lut
 
     if "ModalityLUTSequence" in ds:
-        return np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
-    slope = float(ds.get("RescaleSlope", 1) or 1)
-    intercept = float(ds.get("RescaleIntercept", 0) or 0)
+        try:
+            return np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)
+        except Exception as err:  # a malformed sequence raises TypeError, IndexError, KeyError...  # noqa: BLE001 - third-party pixel code raises any type; wrapped as the reader's error
+            raise _fail(path, f"ModalityLUTSequence is malformed ({type(err).__name__}: {err}); accepted: one item with LUTDescriptor (3 values) and LUTData") from None
+    try:
+        slope = float(ds.get("RescaleSlope", 1) or 1)
+        intercept = float(ds.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError) as err:
+        raise _fail(path, f"RescaleSlope / RescaleIntercept are not numbers ({err})") from None
     values = arr.astype(np.float32)  # float32 is exact for stored values up to 2**24
     if slope != 1.0 or intercept != 0.0:
         values = values * np.float32(slope) + np.float32(intercept)
@@ -237,18 +250,24 @@ def window_linear(x: np.ndarray, center: float, width: float, function: str = "L
     return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
 
 
-def _apply_voi(values: np.ndarray, ds: Any) -> tuple[np.ndarray, str]:
+def _apply_voi(values: np.ndarray, ds: Any, path: Path) -> tuple[np.ndarray, str]:
     if "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         from pydicom.pixels import apply_voi
 
-        item = ds.VOILUTSequence[0]
-        bits = int(item.LUTDescriptor[2])
-        # the LUT is indexed by integers: round the modality LUT output (pydicom warns on floats)
-        lut_out = np.asarray(apply_voi(np.rint(values).astype(np.int64), ds, index=0), dtype=np.float64)
+        try:
+            item = ds.VOILUTSequence[0]
+            bits = int(item.LUTDescriptor[2])
+            # the LUT is indexed by integers: round the modality LUT output (pydicom warns on floats)
+            lut_out = np.asarray(apply_voi(np.rint(values).astype(np.int64), ds, index=0), dtype=np.float64)
+        except Exception as err:  # noqa: BLE001 - third-party pixel code raises any type; wrapped as the reader's error
+            raise _fail(path, f"VOILUTSequence is malformed ({type(err).__name__}: {err}); accepted: items with LUTDescriptor (3 values) and LUTData") from None
         return np.clip(lut_out / float((1 << bits) - 1), 0.0, 1.0), "VOILUTSequence[0]"
     center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
     if center is not None and width is not None:
-        c, w = _first(center), _first(width)
+        try:
+            c, w = _first(center), _first(width)
+        except (TypeError, ValueError, IndexError) as err:
+            raise _fail(path, f"WindowCenter / WindowWidth are not numbers ({err})") from None
         if w >= 1 or str(ds.get("VOILUTFunction", "LINEAR")).upper() != "LINEAR":
             function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR")
             return window_linear(values, c, w, function), f"window {function} c={c:g} w={w:g}"
@@ -287,13 +306,13 @@ def _spacing(ds: Any) -> tuple[tuple[float, float] | None, str | None]:
     return None, None
 
 
-def _metadata(ds: Any, photometric: str, frames: int, voi: str) -> XrayMetadata:
+def _metadata(ds: Any, modality: str, photometric: str, frames: int, voi: str) -> XrayMetadata:
     spacing, source = _spacing(ds)
     sex = str(ds.get("PatientSex", "") or "").strip().upper() or None
     syntax = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
     sop = ds.get("SOPClassUID")
     return XrayMetadata(
-        modality=str(ds.get("Modality", "")),
+        modality=modality,
         view_position=str(ds.get("ViewPosition", "") or "") or None,
         view=normalise_view(ds.get("ViewPosition")),
         frontal=normalise_view(ds.get("ViewPosition")) in _FRONTAL,

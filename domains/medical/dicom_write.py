@@ -122,3 +122,46 @@ def write_xray_dicom(path: str | Path, stored: np.ndarray, tags: XrayTags, synta
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def write_color_dicom(path: str | Path, pixels: np.ndarray, photometric: str, *, jpeg: bytes | None = None,
+                      palette: np.ndarray | None = None, modality: str = "CR", extra: dict[str, Any] | None = None) -> Path:
+    """Write a colour file the way secondary-capture and toolkit exports do (for the reader's colour tests).
+
+    Args:
+        path: output file.
+        pixels: ``(H, W, 3)`` uint8 samples (RGB / YBR_FULL, native), or ``(H, W)`` palette indices.
+        photometric: RGB, YBR_FULL, YBR_FULL_422 (with ``jpeg``) or PALETTE COLOR (with ``palette``).
+        jpeg: a baseline JPEG stream (e.g. written by Pillow) stored as JPEG Baseline 8-bit.
+        palette: ``(N, 3)`` uint16 RGB entries for PALETTE COLOR (16-bit LUTs, first mapped index 0).
+        modality, extra: header values (``extra`` keyword -> value, e.g. a rescale that must be ignored).
+    """
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit if jpeg is not None else ExplicitVRLittleEndian
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.Modality = generate_uid(), generate_uid(), modality
+    ds.Rows, ds.Columns = pixels.shape[:2]
+    ds.PhotometricInterpretation, ds.PixelRepresentation = photometric, 0
+    if photometric == "PALETTE COLOR":
+        ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 1, 8, 8, 7
+        for colour, column in (("Red", 0), ("Green", 1), ("Blue", 2)):
+            setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [len(palette), 0, 16])
+            setattr(ds, f"{colour}PaletteColorLookupTableData", np.ascontiguousarray(palette[:, column], dtype="<u2").tobytes())
+            ds[f"{colour}PaletteColorLookupTableData"].VR = "OW"
+        ds.PixelData = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    else:
+        ds.SamplesPerPixel, ds.PlanarConfiguration, ds.BitsAllocated, ds.BitsStored, ds.HighBit = 3, 0, 8, 8, 7
+        ds.PixelData = encapsulate([jpeg]) if jpeg is not None else np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    ds["PixelData"].VR = "OB"
+    for keyword, value in (extra or {}).items():
+        setattr(ds, keyword, value)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

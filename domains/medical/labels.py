@@ -10,7 +10,8 @@ Policies (Irvin et al., CheXpert, AAAI 2019):
 from __future__ import annotations
 
 import math
-from typing import Literal, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
@@ -45,21 +46,26 @@ class LabelError(ValueError):
 def parse_label(raw: object, column: str, where: str) -> float | None:
     """One CSV cell -> 1.0 / 0.0 / -1.0, or None for blank.
 
+    A ``nan`` / ``NaN`` cell is refused, not read as blank: it is what pandas writes for a missing
+    value, so the table went through a tool that may also have shifted or retyped other cells, and
+    CheXpert's own files write "not mentioned" as an empty cell.
+
     Args:
-        raw: cell text ("1.0", "0", "-1", "", "nan") or number.
+        raw: cell text ("1.0", "0", "-1", "") or number.
         column: label column (for the error).
         where: file and row (for the error).
 
     Raises:
-        LabelError: for anything else.
+        LabelError: for anything else, NaN included.
     """
     if raw is None:
         return None
-    if isinstance(raw, float) and math.isnan(raw):
-        return None
     text = str(raw).strip()
-    if text == "" or text.lower() == "nan":
+    if text == "":
         return None
+    if text.lower() in ("nan", "+nan", "-nan") or (isinstance(raw, float) and math.isnan(raw)):
+        raise LabelError(f"{where}: label column {column!r} has value {text!r} (NaN, as pandas writes a missing value); "
+                         "accepted 1, 0, -1 (uncertain) or an empty cell (not mentioned); rewrite the table with empty cells")
     try:
         value = float(text)
     except ValueError:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
 from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class MedicalDataOptions(BaseModel):
@@ -26,7 +25,9 @@ class MedicalDataOptions(BaseModel):
     image_size: int = Field(128, ge=16, le=1024, description="square side after resize (longest side) and padding")
     augment: bool = Field(True, description="random affine / contrast / noise on the training split only")
     multiframe: Literal["first", "all", "reject"] = Field("first", description="policy for multi-frame DICOM objects")
-    allowed_modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"])
+    allowed_modalities: list[str] = Field(default_factory=lambda: ["CR", "DX"], description="accepted Modality values (the SOP class's when Modality is absent)")
+    allow_color: bool = Field(False, description="accept RGB / YBR / PALETTE COLOR images as BT.601 luminance (no modality LUT or VOI); default: refused")
+    skip_degenerate: bool = Field(True, description="skip constant images and images >= 95 % saturated after windowing, counted with the reason")
     manifest: str = Field("manifest.csv", description="manifest file name under data.root (or data.root is the CSV itself)")
     labels_csv: str | None = Field(None, description="label CSV joined by study_id when the manifest has no label columns (default: labels.csv beside it)")
     mimic_labels: Literal["chexpert", "negbio"] = Field("chexpert", description="which MIMIC-CXR-JPG label file to use")
@@ -52,7 +53,7 @@ class MedicalDataOptions(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _leakage_switch(self) -> "MedicalDataOptions":
+    def _leakage_switch(self) -> MedicalDataOptions:
         from mmapps_domains.medical.notes import LEAKING_SECTIONS
 
         if self.allow_report_leakage and "note_sections" not in self.model_fields_set:
@@ -65,6 +66,20 @@ class MedicalDataOptions(BaseModel):
                 "using them requires --allow-report-leakage (data.options.allow_report_leakage=true)"
             )
         return self
+
+
+def reader_options(options: MedicalDataOptions) -> dict:
+    """Keyword arguments of `mmapps_domains.medical.dicom.read_dicom_xray` set by the data options.
+
+    The multi-frame policy ``all`` is applied as ``first``: one image per DICOM object keeps a
+    study's element axis meaning "images" (documented in docs/medical.md).
+    """
+    return {
+        "allowed_modalities": list(options.allowed_modalities),
+        "multiframe": "first" if options.multiframe == "all" else options.multiframe,
+        "allow_color": options.allow_color,
+        "skip_degenerate": options.skip_degenerate,
+    }
 
 
 def parse_options(raw: dict) -> MedicalDataOptions:

@@ -1,9 +1,11 @@
 """Study indexes: the manifest CSV and the MIMIC-CXR layout, read into `StudyRecord`s.
 
 Manifest CSV (see docs/medical.md): one row per study with ``study_id``, ``subject_id``,
-``dicom_paths`` (``;``-separated, relative to the manifest's folder), optional ``note`` (a ``.txt``
-path or inline text), optional ``split`` (train / val / validate / test) and the label columns,
-or the labels in a separate CSV joined by ``study_id``.
+``dicom_paths`` (``;``-separated, relative to the manifest's folder), optional ``note_path`` (a
+``.txt`` or BioC ``.xml`` file) or ``note_text`` (the note inline), optional ``note_kind`` (e.g.
+``referral``: the note is clinical context; see `mmapps_domains.medical.notes`), optional
+``split`` (train / val / validate / test) and the label columns, or the labels in a separate CSV
+joined by ``study_id``. A column named ``note`` is refused: a path and a text cannot be told apart.
 
 MIMIC-CXR: ``files/pXX/pNNNNNNNN/sNNNNNNNN/*.dcm`` with reports ``sNNNNNNNN.txt``, and the
 MIMIC-CXR-JPG tables ``mimic-cxr-2.0.0-{chexpert,negbio,split,metadata}.csv[.gz]`` in the root.
@@ -20,6 +22,15 @@ from pathlib import Path
 _SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validate": "val", "validation": "val", "test": "test"}
 
 
+@dataclass(frozen=True)
+class NoteSource:
+    """Where a study's note is: a file (``path``, relative to the manifest) or inline ``text``, and its declared ``kind``."""
+
+    path: str | None = None
+    text: str | None = None
+    kind: str | None = None
+
+
 @dataclass
 class StudyRecord:
     """One study before decoding: where its images, note and labels are."""
@@ -27,7 +38,7 @@ class StudyRecord:
     study_id: str
     subject_id: str
     image_paths: list[Path]
-    note: str | None
+    note: NoteSource | None
     labels: dict[str, str]
     split: str | None = None
     where: str = ""
@@ -79,6 +90,9 @@ def read_manifest(path: Path, labels_csv: Path | None = None) -> list[StudyRecor
     missing = [c for c in required if c not in columns] + ([] if path_column else ["dicom_paths"])
     if missing:
         raise ValueError(f"{path}: manifest is missing column(s) {missing}; found {columns}. See docs/medical.md for the format")
+    if "note" in columns:
+        raise ValueError(f"{path}: column 'note' is ambiguous (a file path and inline text cannot be told apart); "
+                         "rename it note_path (a .txt or BioC .xml file) or note_text (the note itself). See docs/medical.md")
     if labels_csv is None and (path.parent / "labels.csv").is_file() and path.name != "labels.csv":
         labels_csv = path.parent / "labels.csv"
     label_rows = {r["study_id"].strip(): r for r in _open_table(labels_csv)} if labels_csv else {}
@@ -92,10 +106,24 @@ def read_manifest(path: Path, labels_csv: Path | None = None) -> list[StudyRecor
         images = [base / p.strip() for p in row[path_column].replace("|", ";").split(";") if p.strip()]
         labels = label_rows.get(study_id, row) if labels_csv else row
         records.append(
-            StudyRecord(study_id, row["subject_id"].strip(), images, row.get("note") or None, labels,
+            StudyRecord(study_id, row["subject_id"].strip(), images, _note_source(row, where), labels,
                         normalise_split(row.get("split"), where), where, [None] * len(images))
         )
     return records
+
+
+def _note_source(row: dict[str, str], where: str) -> NoteSource | None:
+    from mmapps_domains.medical.notes import NOTE_KINDS
+
+    note_path, note_text = (row.get("note_path") or "").strip() or None, row.get("note_text") or None
+    kind = (row.get("note_kind") or "").strip().lower() or None
+    if note_path and note_text and note_text.strip():
+        raise ValueError(f"{where}: both note_path and note_text are set; give one note per study")
+    if kind is not None and kind not in NOTE_KINDS:
+        raise ValueError(f"{where}: note_kind {kind!r}; accepted {', '.join(NOTE_KINDS)} or blank")
+    if note_path is None and (note_text is None or not note_text.strip()):
+        return None
+    return NoteSource(note_path, note_text if note_path is None else None, kind)
 
 
 def is_mimic_root(root: Path) -> bool:
@@ -135,7 +163,7 @@ def read_mimic_layout(root: Path, label_source: str = "chexpert") -> tuple[list[
                 report = study.parent / f"{study.name}.txt"
                 where = f"files/{group.name}/{patient.name}/{study.name}"
                 records.append(
-                    StudyRecord(study_id, subject_id, images, str(report) if report.is_file() else None, labels[study_id],
+                    StudyRecord(study_id, subject_id, images, NoteSource(str(report), kind="report") if report.is_file() else None, labels[study_id],
                                 normalise_split(split_of_study.get(study_id), where), where,
                                 [view_of_dicom.get(p.stem) for p in images])
                 )

@@ -11,36 +11,17 @@ from mmapps_domains.medical.options import MedicalDataOptions
 
 
 def preprocess_config(options: MedicalDataOptions) -> dict[str, Any]:
-    """Everything that changes the deterministic output (the cache key's config part)."""
-    return {
-        "reader": "read_dicom_xray/v1",
-        "image_size": options.image_size,
-        "multiframe": "first" if options.multiframe == "all" else options.multiframe,
-        "allowed_modalities": sorted(options.allowed_modalities),
-        "intensity": "NormalizeIntensity(z-score)",
-    }
+    """Everything that changes the deterministic output (the cache key's config part): see `preprocess`."""
+    from mmapps_domains.medical.preprocess import preprocess_config as config
+
+    return config(options)
 
 
 def build_preprocess(options: MedicalDataOptions) -> Callable[[Path], tuple[np.ndarray, dict]]:
-    """``path -> (array (1, S, S) float32, metadata)``: decode, resize the longest side to S, pad, z-score.
+    """``path -> (array (1, S, S) float32, metadata)``: decode, resize, pad, z-score (owned by `preprocess`)."""
+    from mmapps_domains.medical.preprocess import build_preprocess as build
 
-    The multi-frame policy ``all`` is applied as ``first`` here: one image per DICOM object keeps
-    the study's element axis meaningful (documented in docs/medical.md).
-    """
-    from monai.transforms import Compose, NormalizeIntensity, Resize, SpatialPad
-
-    from mmapps_domains.medical.dicom import read_dicom_xray
-
-    size = options.image_size
-    chain = Compose([Resize(spatial_size=size, size_mode="longest", mode="area"), SpatialPad((size, size)), NormalizeIntensity()])
-    multiframe = "first" if options.multiframe == "all" else options.multiframe
-
-    def preprocess(path: Path) -> tuple[np.ndarray, dict]:
-        array, meta = read_dicom_xray(path, allowed_modalities=options.allowed_modalities, multiframe=multiframe)
-        out = chain(array[None])  # (1, S, S)
-        return np.asarray(out, dtype=np.float32), dict(meta)
-
-    return preprocess
+    return build(options)
 
 
 class RandomAffine2d:

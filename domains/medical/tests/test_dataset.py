@@ -6,12 +6,12 @@ import csv
 
 import pytest
 import torch
-
-from mmapps.config import RunConfig
-from mmapps.errors import ConfigError, DataError
 from mmapps_domains.medical.dataset import age_band, build_datasets
 from mmapps_domains.medical.demo import write_demo_data
 from mmapps_domains.medical.labels import CHEXPERT_FINDINGS
+
+from mmapps.config import RunConfig
+from mmapps.errors import ConfigError, DataError
 
 
 @pytest.fixture(scope="module")
@@ -69,19 +69,22 @@ def test_mimic_layout_uses_the_official_split(tmp_path):
 def test_bad_inputs_are_skipped_and_counted_or_stop_the_run(tmp_path):
     root = write_demo_data(tmp_path / "bad", n=8, seed=3)
     rows = list(csv.DictReader((root / "manifest.csv").open()))
-    first_image = root / rows[0]["dicom_paths"].split(";")[0]
-    first_image.write_bytes(first_image.read_bytes()[:600])  # truncated
-    (root / rows[1]["dicom_paths"].split(";")[0]).unlink()  # missing image
+    one_image = [r for r in rows if ";" not in r["dicom_paths"]]
+    first_image = root / one_image[0]["dicom_paths"]
+    first_image.write_bytes(first_image.read_bytes()[:600])  # truncated: the study's only image
+    (root / one_image[1]["dicom_paths"]).unlink()  # missing: the study's only image
     labels = list(csv.DictReader((root / "labels.csv").open()))
-    labels[2]["Edema"] = "2"
+    bad_label = next(r for r in labels if r["study_id"] not in (one_image[0]["study_id"], one_image[1]["study_id"]))
+    bad_label["Edema"] = "2"
     with (root / "labels.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(labels[0]))
         writer.writeheader()
         writer.writerows(labels)
     splits = build_datasets(_cfg(root))
-    assert len(splits.issues) == 3
     reasons = " | ".join(str(i) for i in splits.issues.issues)
+    assert len(splits.issues) == 5  # two images, the two studies left without an image, one label
     assert "image path does not exist" in reasons and "'Edema' has value '2'" in reasons and first_image.name in reasons
+    assert reasons.count("has no usable image (of 1 listed") == 2
     assert len(splits.train) + len(splits.val) + len(splits.test) == 5
     with pytest.raises(DataError, match="--on-error"):
         build_datasets(RunConfig(domain="medical", data={"root": root, "on_error": "stop", "options": {"image_size": 32}}))

@@ -28,7 +28,7 @@ def test_files_and_tables(demo):
     assert set(values) == {"1.0", "0.0", "-1.0", ""}
     per_patient = Counter(row["subject_id"] for row in manifest)
     assert max(per_patient.values()) >= 2  # several studies per patient
-    assert any(row["note"] == "" for row in manifest) or len(manifest) < 60  # a few studies lack a note
+    assert any(row["note_path"] == "" for row in manifest) or len(manifest) < 60  # a few studies lack a note
 
 
 def test_dicom_variety_and_identifiers(demo):

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mmapps_domains.medical.labels import (
+    CHEXPERT_FINDINGS,
+    COMPETITION_FINDINGS,
+    LabelError,
+    check_findings,
+    encode_labels,
+)
 
-from mmapps_domains.medical.labels import CHEXPERT_FINDINGS, COMPETITION_FINDINGS, LabelError, check_findings, encode_labels
-
-ROW = {"Edema": "1.0", "Cardiomegaly": "-1.0", "Atelectasis": "", "Consolidation": "0", "Pleural Effusion": "nan"}
+ROW = {"Edema": "1.0", "Cardiomegaly": "-1.0", "Atelectasis": "", "Consolidation": "0", "Pleural Effusion": " "}
 FIVE = list(COMPETITION_FINDINGS)  # Atelectasis, Cardiomegaly, Consolidation, Edema, Pleural Effusion
 
 
@@ -40,6 +45,12 @@ def test_missing_column_is_blank():
 def test_values_outside_the_set_are_errors(bad):
     with pytest.raises(LabelError, match=r"labels.csv row 7: label column 'Edema' has value '" + bad):
         encode_labels({"Edema": bad}, ["Edema"], "labels.csv row 7")
+
+
+@pytest.mark.parametrize("nan", ["nan", "NaN", "NAN", float("nan")])
+def test_nan_is_refused_not_read_as_blank(nan):
+    with pytest.raises(LabelError, match=r"labels.csv row 3: label column 'Edema' has value '(nan|NaN|NAN)' \(NaN.*empty cell"):
+        encode_labels({"Edema": nan}, ["Edema"], "labels.csv row 3", blank="negative")
 
 
 def test_unknown_policy_and_missing_columns():

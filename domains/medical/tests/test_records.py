@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from mmapps_domains.medical.gradcam import box_to_pixels
 from mmapps_domains.medical.patient_split import split_by_patient
-from mmapps_domains.medical.records import StudyRecord, read_manifest
+from mmapps_domains.medical.records import NoteSource, StudyRecord, read_manifest
 
 
 def _rec(study, subject, split=None):
@@ -33,13 +32,24 @@ def test_given_split_is_checked():
 
 def test_manifest_with_inline_labels_note_and_split(tmp_path):
     (tmp_path / "m.csv").write_text(
-        "study_id,subject_id,dicom_paths,note,split,Edema\n"
-        "1,10,a.dcm;b.dcm,inline note,validate,1\n"
-        "2,11,c.dcm,,test,\n"
+        "study_id,subject_id,dicom_paths,note_text,note_path,note_kind,split,Edema\n"
+        "1,10,a.dcm;b.dcm,inline note,,referral,validate,1\n"
+        "2,11,c.dcm,,,,test,\n"
+        "3,12,d.dcm,,notes/s3.xml,,test,\n"
     )
     records = read_manifest(tmp_path / "m.csv")
     assert records[0].image_paths == [tmp_path / "a.dcm", tmp_path / "b.dcm"] and records[0].split == "val"
-    assert records[0].note == "inline note" and records[1].note is None and records[0].labels["Edema"] == "1"
+    assert records[0].note == NoteSource(None, "inline note", "referral") and records[1].note is None
+    assert records[2].note == NoteSource("notes/s3.xml", None, None) and records[0].labels["Edema"] == "1"
+    (tmp_path / "old.csv").write_text("study_id,subject_id,dicom_paths,note\n1,2,a.dcm,notes/a.xml\n")
+    with pytest.raises(ValueError, match="column 'note' is ambiguous.*note_path.*note_text"):
+        read_manifest(tmp_path / "old.csv")
+    (tmp_path / "both.csv").write_text("study_id,subject_id,dicom_paths,note_path,note_text\n1,2,a.dcm,a.txt,text\n")
+    with pytest.raises(ValueError, match="both.csv row 2: both note_path and note_text"):
+        read_manifest(tmp_path / "both.csv")
+    (tmp_path / "kind.csv").write_text("study_id,subject_id,dicom_paths,note_text,note_kind\n1,2,a.dcm,text,letter\n")
+    with pytest.raises(ValueError, match="note_kind 'letter'; accepted referral"):
+        read_manifest(tmp_path / "kind.csv")
     (tmp_path / "bad.csv").write_text("study_id,dicom_paths\n1,a.dcm\n")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['subject_id'\]"):
         read_manifest(tmp_path / "bad.csv")
