@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 KITTI_GROUND_Z = -1.73  # the ground below KITTI's Velodyne (mounted 1.73 m high)
 MAX_RANGE = 250.0  # |x|, |y| of a vehicle LiDAR point (m), 99.9th percentile
 Z_RANGE = (-30.0, 30.0)  # z of a vehicle LiDAR point (m), 0.1th / 99.9th percentiles
+MAX_ELONGATION = 5.0  # Waymo elongation, 99.9th percentile (colour channels of indoor clouds reach 255)
 INTENSITY_ALIASES = ("intensity", "reflectance", "remission", "i", "intensities", "scalar_intensity")
 Axes = Literal["forward-left-up", "right-forward-up"]
 
@@ -171,8 +172,10 @@ def check_columns(columns: Mapping[str, np.ndarray], layout: PointLayout) -> lis
         fractional = float((r != np.round(r)).mean())
         if fractional > 0.01 or _pct(r, 0.1) < 0 or _pct(r, 99.9) > 255:
             problems.append(f"ring: {100 * fractional:.1f}% non-integer, range {r.min():.6g} .. {r.max():.6g}; a ring is a laser index 0-255")
-    if "elongation" in columns and _pct(np.asarray(columns["elongation"], dtype=np.float64), 0.1) < 0:
-        problems.append("elongation: negative values (an elongation is >= 0)")
+    if "elongation" in columns:  # Waymo's pulse elongation: small and non-negative
+        e = np.asarray(columns["elongation"], dtype=np.float64)
+        if _pct(e, 0.1) < 0 or _pct(e, 99.9) > MAX_ELONGATION:
+            problems.append(f"elongation: 0.1-99.9th percentiles {_pct(e, 0.1):.6g} .. {_pct(e, 99.9):.6g}; a Waymo elongation lies in 0 .. {MAX_ELONGATION:g}")
     return problems
 
 
