@@ -72,6 +72,8 @@ def truncation(ds: Dataset, path: Path) -> str | None:
     the last one must end at the end of the file.
     """
     size = Path(path).stat().st_size
+    if len(ds) == 0:
+        return "truncated: no data element after the file meta information"
     end = None
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     for tag in list(ds.keys()):

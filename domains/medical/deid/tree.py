@@ -55,21 +55,27 @@ class DeidSummary:
         return self.count("written")
 
     def lines(self) -> list[str]:
-        """The printed summary: totals, the method, the action counts, then every input."""
+        """The printed summary: totals, the method, the action counts, then every input by number.
+
+        Inputs are numbered in sorted path order and never named here: folder and file names often hold
+        patient names. `write_report` writes the numbered paths for the identified side.
+        """
         totals = f"{self.files} written, {self.count('refused')} refused, {self.count('skipped')} skipped"
         out = [f"{len(self.outcomes)} input(s): {totals} (DICOM PS3.15 Annex E; key fingerprint {self.key_fingerprint})"]
         out.append("  method: " + "; ".join(self.options.method_text()))
         out += [f"  warning: {w}" for w in self.warnings]
         out += [f"  {action}: {count}" for action, count in sorted(self.actions.items())]
-        for o in self.outcomes:
+        if self.outcomes:
+            out.append("  inputs, numbered in sorted path order (--report writes their paths, for the identified side):")
+        for number, o in enumerate(self.outcomes, 1):
             detail = f" -> {o.output}" if o.output else ""
-            out.append(f"  {o.status:<8} {o.source}{detail}{': ' + o.reason if o.reason else ''}")
+            out.append(f"  #{number} {o.status}{detail}{': ' + o.reason if o.reason else ''}")
         return out
 
     def to_json(self) -> dict:
         return {"inputs": len(self.outcomes), "written": self.files, "refused": self.count("refused"), "skipped": self.count("skipped"),
                 "method": self.options.method_text(), "key_fingerprint": self.key_fingerprint, "actions": dict(self.actions),
-                "warnings": self.warnings, "files": [o.__dict__ for o in self.outcomes]}
+                "warnings": self.warnings, "files": [{"number": n, **o.__dict__} for n, o in enumerate(self.outcomes, 1)]}
 
 
 def _inputs(source: Path, out: Path) -> list[Path]:
@@ -142,7 +148,7 @@ def deidentify_tree(
         raise ConfigError(f"{out}: the output folder is the input folder; choose another one")
     out.mkdir(parents=True, exist_ok=True)
     summary, issues = DeidSummary(options, key.fingerprint), IssueLog(on_error=on_error)
-    written_by: dict[Path, str] = {}
+    written_by: dict[Path, int] = {}
     base = source if source.is_dir() else source.parent
     pydicom_log = logging.getLogger("pydicom")
     level, pydicom_log.disabled = pydicom_log.disabled, True
@@ -150,18 +156,19 @@ def deidentify_tree(
         # pydicom's warnings quote values (an invalid UID, a name): none may reach a log
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for path in _inputs(source, out):
+            for number, path in enumerate(_inputs(source, out), 1):
                 rel = path.relative_to(base).as_posix()
-                outcome = _one(path, rel, out, key, options, safe_private, written_by, summary.actions)
+                outcome = _one(path, rel, number, out, key, options, safe_private, written_by, summary.actions)
                 if outcome.status == "refused":
-                    issues.report(rel, outcome.reason)  # raises under "stop"
+                    issues.report(f"input #{number}", outcome.reason)  # raises under "stop"; paths may hold names
                 summary.outcomes.append(outcome)
     finally:
         pydicom_log.disabled = level
     return summary
 
 
-def _one(path: Path, rel: str, out: Path, key: DeidKey, options: DeidOptions, safe_private, written_by: dict, actions: Counter) -> FileOutcome:
+def _one(path: Path, rel: str, number: int, out: Path, key: DeidKey, options: DeidOptions,
+         safe_private: frozenset[SafePrivateKey] | None, written_by: dict[Path, int], actions: Counter) -> FileOutcome:
     read = read_input(path)
     if read.dataset is None:
         return FileOutcome(rel, "skipped" if read.skipped else "refused", read.skipped or read.refused or "")
@@ -180,7 +187,7 @@ def _one(path: Path, rel: str, out: Path, key: DeidKey, options: DeidOptions, sa
         return FileOutcome(rel, "refused", f"a value could not be de-identified ({type(err).__name__})")
     target = out / _output_path(ds)
     if target in written_by:
-        return FileOutcome(rel, "refused", f"same SOP Instance as {written_by[target]} (duplicate instance): not written twice")
+        return FileOutcome(rel, "refused", f"same SOP Instance as input #{written_by[target]} (duplicate instance): not written twice")
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.partial")
     try:
@@ -194,7 +201,7 @@ def _one(path: Path, rel: str, out: Path, key: DeidKey, options: DeidOptions, sa
         partial.unlink(missing_ok=True)
         return FileOutcome(rel, "refused", problem)
     os.replace(partial, target)
-    written_by[target] = rel
+    written_by[target] = number
     actions.update(result.counts)
     note = "" if result.identity_removed else f"written with PatientIdentityRemoved NO: BurnedInAnnotation {burned}, pixels not cleaned"
     return FileOutcome(rel, "written", note, target.relative_to(out).as_posix())

@@ -15,7 +15,7 @@ DUMMY_TEXT = "ANONYMIZED"
 REMOVED_MARK = "[REMOVED]"
 _DUMMY_BY_VR: dict[str, Any] = {
     "PN": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000", "AS": "000Y",
-    "DS": "0", "IS": "0", "UR": "", "AT": 0,
+    "DS": "0", "IS": "0", "UR": "http://anonymized.invalid", "AT": 0,
 }
 
 
