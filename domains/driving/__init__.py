@@ -58,7 +58,7 @@ domain = Domain(
     name="driving",
     description="Camera + LiDAR 3D object detection (PointPillars family, KITTI format and metrics)",
     modalities=(
-        ModalitySpec("lidar", "pointcloud", "KITTI velodyne .bin, .pcd/.ply (open3d), .npy", layout="packed", optional=False),
+        ModalitySpec("lidar", "pointcloud", "velodyne .bin / .npy by data.options.point_layout, .pcd, .ply, .las/.laz", layout="packed", optional=False),
         ModalitySpec("camera", "image", "KITTI image_2 PNG, resized to data.options.image_size", layout="fixed", optional=True),
     ),
     tasks=(
