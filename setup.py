@@ -8,5 +8,5 @@ domain_packages = ["mmapps_domains" + name[len("domains"):] for name in find_pac
 setup(
     packages=core_packages + domain_packages,
     package_dir={"mmapps_domains": "domains"},
-    package_data={"mmapps": ["recipes/*.yaml"], "mmapps_domains": ["*/recipes/*.yaml"]},
+    package_data={"mmapps": ["recipes/*.yaml"], "mmapps_domains": ["*/recipes/*.yaml", "medical/deid/*.json", "medical/deid/LICENSE.txt"]},
 )

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from mmapps_domains.medical.deid import DeidKey, DeidOptions, deidentify_tree
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
-
-from mmapps_domains.medical.deid import DeidKey, DeidOptions, deidentify_tree
 
 STANDARD_TABLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "dicom-standard" / "confidentiality_profile_attributes.json"
 SHIPPED_TABLE = Path(__file__).resolve().parents[1] / "deid" / "profile_table.json"
@@ -126,7 +125,7 @@ def test_every_attribute_of_the_table_gets_its_basic_profile_action(tmp_path):
 
 
 def test_no_original_value_survives_anywhere_in_the_bytes(tmp_path):
-    rows, placed, after = _run(tmp_path, DeidOptions())
+    _, placed, _ = _run(tmp_path, DeidOptions())
     raw = next((tmp_path / "out").rglob("*.dcm")).read_bytes()
     leaked = [f"{tag:08X}" for tag, (vr, value) in placed.items()
               if vr not in ("SQ", "US") and isinstance(value, str) and len(value) >= 8 and value.encode() in raw]
