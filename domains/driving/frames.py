@@ -8,15 +8,16 @@ summary counts every input that was not used, by reason.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
-from mmapps.data import IssueLog
-from mmapps.data.issues import SampleIssue
 from mmapps_domains.driving.kitti import check_principal_point, read_calib, read_label
 from mmapps_domains.driving.layouts import PointLayout
 from mmapps_domains.driving.points import POINT_SUFFIXES, find_point_file, read_points
+
+from mmapps.data import IssueLog
+from mmapps.data.issues import SampleIssue
 
 
 @dataclass(frozen=True)

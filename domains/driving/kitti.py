@@ -175,6 +175,10 @@ def parse_label_line(line: str, where: str = "<line>") -> KittiObject:
         raise ValueError(f"{where}: non-numeric field in {line.strip()[:80]!r}") from None
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{where}: NaN or inf in {line.strip()[:80]!r}")
+    if v[1] not in (-1, 0, 1, 2, 3):
+        raise ValueError(f"{where}: occluded is {v[1]:g}; accepted 0, 1, 2, 3 (-1 for DontCare)")
+    if parts[0] != "DontCare" and (min(v[7:10]) <= 0 or v[5] < v[3] or v[6] < v[4]):
+        raise ValueError(f"{where}: {parts[0]} with dimensions {v[7:10]} or 2D box {v[3:7]}; dimensions must be > 0 and the box right >= left, bottom >= top")
     return KittiObject(
         type=parts[0], truncated=v[0], occluded=int(v[1]), alpha=v[2], bbox=(v[3], v[4], v[5], v[6]),
         dimensions=(v[7], v[8], v[9]), location=(v[10], v[11], v[12]), rotation_y=v[13],

@@ -14,8 +14,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-
-from mmapps_domains.driving.layouts import INTENSITY_ALIASES, PRESETS, PointLayout, best_raw_fit, check_columns, split_columns
+from mmapps_domains.driving.layouts import (
+    INTENSITY_ALIASES,
+    PRESETS,
+    PointLayout,
+    best_raw_fit,
+    check_columns,
+    split_columns,
+)
 
 POINT_SUFFIXES: tuple[str, ...] = (".bin", ".npy", ".pcd", ".ply", ".las", ".laz")
 KITTI = PRESETS["kitti"]

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from mmapps_domains.driving.evaluation import frame_overlaps, kitti_eval
 from mmapps_domains.driving.iou import camera_bev_iou, camera_iou_3d
 from mmapps_domains.driving.iou_devkit import camera_bev_iou_f32, camera_iou_3d_f32

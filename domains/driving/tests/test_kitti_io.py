@@ -84,6 +84,15 @@ def test_label_errors(tmp_path):
     path.write_text("Bus 0 0 0 1 2 3 4 1 2 3 4 5 6 0\n")
     with pytest.raises(ValueError, match="unknown object type 'Bus'"):
         read_label(path)
+    path.write_text("Car 0 0 0 1 2 3 4 1 nan 3 4 5 6 0\n")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        read_label(path)
+    path.write_text("Car 0 7 0 1 2 3 4 1 2 3 4 5 6 0\n")
+    with pytest.raises(ValueError, match="occluded is 7"):
+        read_label(path)
+    path.write_text("Car 0 0 0 1 2 3 4 -1.5 2 3 4 5 6 0\n")
+    with pytest.raises(ValueError, match="dimensions must be > 0"):
+        read_label(path)
 
 
 def test_image_round_trip_and_principal_point(tmp_path):

@@ -4,12 +4,12 @@ import shutil
 
 import numpy as np
 import pytest
-
-from mmapps.config import validate_config
-from mmapps.errors import DataError
 from mmapps_domains.driving.dataset import build_datasets
 from mmapps_domains.driving.demo import write_demo_data
 from mmapps_domains.driving.splits import read_split_file, write_split_file
+
+from mmapps.config import validate_config
+from mmapps.errors import DataError
 
 OPTIONS = {"image_size": [32, 96], "max_points": 3000}
 

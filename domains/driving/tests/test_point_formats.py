@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from mmapps_domains.driving.layouts import PRESETS
 from mmapps_domains.driving.pcd import lzf_decompress
 from mmapps_domains.driving.points import read_points, write_points_open3d

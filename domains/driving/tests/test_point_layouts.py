@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from mmapps_domains.driving.layouts import PRESETS, resolve_layout
 from mmapps_domains.driving.points import read_points
 
