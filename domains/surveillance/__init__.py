@@ -24,8 +24,8 @@ domain = Domain(
     name="surveillance",
     description="Camera clips + audio + chat logs -> per-second event scores (fight, fall, intrusion...) and alerts",
     modalities=(
-        ModalitySpec("video", "video", "any FFmpeg container/codec via PyAV (mp4, avi, mkv, webm; h264, hevc, mpeg4, vp9, mjpeg)", "padded", optional=True),
-        ModalitySpec("audio", "audio", "clip audio track or WAV/FLAC/MP3/OGG file -> per-window log-mel", "padded", optional=True),
+        ModalitySpec("video", "video", "probed container/codec allow-list via PyAV (mp4, mov, mkv, webm, avi, ts; h264, hevc, mpeg4, vp9, av1, mjpeg)", "padded", optional=True),
+        ModalitySpec("audio", "audio", "clip audio track or a probed audio file (wav, flac, mp3, ogg/oga/opus, m4a) -> per-window log-mel", "padded", optional=True),
         ModalitySpec("chat", "chat", "JSONL/CSV chat logs -> per-window MiniLM message vectors", "padded", optional=True),
         ModalitySpec("features", "features", "pre-extracted I3D/VGGish/CLIP .npy per clip", "padded", optional=True),
     ),

@@ -1,4 +1,4 @@
-"""Audio: the clip's own track or a separate WAV/FLAC/MP3/OGG file, resampled, cut into windows, log-mel.
+"""Audio: the clip's own track or a separate audio file (probed, any accepted container), resampled, cut into windows, log-mel.
 
 Samples are placed on the clip's time line by their timestamps: the first decoded frame's time
 gives the position of the first sample, gaps are zero-filled, and everything past the video's end
@@ -16,8 +16,6 @@ import numpy as np
 from mmapps_domains.surveillance.errors import MediaError
 from mmapps_domains.surveillance.windows import WindowSpec
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
-
 
 def make_resampler(rate: int) -> Any:
     """A stateful FFmpeg resampler to mono float32 at ``rate`` Hz (keeps streaming seamless)."""
@@ -30,6 +28,33 @@ def resampled_samples(resampler: Any, frame: Any) -> np.ndarray:
     """Feed one ``av.AudioFrame`` (or None to flush) and return the mono float32 samples it yields."""
     out = [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
     return np.concatenate(out).astype(np.float32) if out else np.zeros(0, np.float32)
+
+
+class MonoConverter:
+    """Decoded audio frames -> mono float32 samples at ``rate`` Hz, in stream order.
+
+    A stream that is already mono float at ``rate`` (a 16 kHz mono AAC or Opus track: ``fltp``)
+    is copied out of the frame as it is; anything else goes through one stateful FFmpeg resampler
+    for the whole stream, so chunk boundaries leave no seam. The choice is made on the first frame
+    and kept for the stream.
+    """
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.resampler: Any = None
+        self.passthrough: bool | None = None
+
+    def __call__(self, frame: Any) -> np.ndarray:
+        """Samples of one frame (or of the resampler's delay when ``frame`` is None: end of stream)."""
+        if frame is None:
+            return resampled_samples(self.resampler, None) if self.resampler is not None else np.zeros(0, np.float32)
+        if self.passthrough is None:
+            self.passthrough = (frame.sample_rate == self.rate and frame.layout.nb_channels == 1 and frame.format.name in ("flt", "fltp"))
+            if not self.passthrough:
+                self.resampler = make_resampler(self.rate)
+        if self.passthrough:
+            return np.asarray(frame.to_ndarray(), np.float32).reshape(-1)
+        return resampled_samples(self.resampler, frame)
 
 
 class AudioWindowBuffer:
@@ -77,36 +102,33 @@ class AudioWindowBuffer:
         return self.pop_windows(n_windows)
 
 
-def iter_audio_file(path: Path, rate: int, block_s: float = 1.0) -> Iterator[np.ndarray]:
-    """Stream a WAV/FLAC/MP3/OGG file as mono float32 blocks resampled to ``rate`` Hz.
+def iter_audio_file(path: Path, rate: int) -> Iterator[np.ndarray]:
+    """Stream an audio file (any accepted container/codec, probed: `probe.open_media`) as mono float32 at ``rate`` Hz.
 
     Raises:
-        MediaError: unreadable file or unsupported suffix.
+        MediaError: refused, unreadable or corrupt file, or one without an audio stream.
     """
     import av
-    import soundfile
+
+    from mmapps_domains.surveillance.probe import check_codec, open_media
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"audio file {path}: not found")
-    if path.suffix.lower() not in AUDIO_SUFFIXES:
-        raise MediaError(f"audio file {path}: suffix {path.suffix!r} not accepted; expected one of {AUDIO_SUFFIXES}")
+    container = open_media(path, "audio file")
     try:
-        info = soundfile.info(str(path))
-        blocks = soundfile.blocks(str(path), blocksize=max(1, int(info.samplerate * block_s)), dtype="float32", always_2d=True)
-        resampler = make_resampler(rate) if info.samplerate != rate else None
-        for block in blocks:
-            mono = block.mean(axis=1).astype(np.float32)
-            if resampler is None:
-                yield mono
-                continue
-            frame = av.AudioFrame.from_ndarray(mono[None], format="flt", layout="mono")
-            frame.sample_rate = info.samplerate
-            yield resampled_samples(resampler, frame)
-        if resampler is not None:
-            yield resampled_samples(resampler, None)
-    except (soundfile.LibsndfileError, RuntimeError) as err:
-        raise MediaError(f"audio file {path}: cannot be decoded ({err}); accepted: {', '.join(AUDIO_SUFFIXES)}") from None
+        if not container.streams.audio:
+            raise MediaError(f"audio file {path}: has no audio stream (streams found: {[s.type for s in container.streams] or 'none'})")
+        stream = container.streams.audio[0]
+        check_codec(stream, path, "audio file")
+        convert = MonoConverter(rate)
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    yield convert(frame)
+        except av.error.FFmpegError as err:
+            raise MediaError(f"audio file {path}: corrupt {stream.codec_context.name} stream ({err})") from None
+        yield convert(None)
+    finally:
+        container.close()
 
 
 def read_audio_file(path: Path, rate: int) -> np.ndarray:

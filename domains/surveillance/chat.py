@@ -5,23 +5,38 @@ Each message: ``{"t": seconds from the clip start, or an ISO-8601 time, "user": 
 manifest. A line that is not valid JSON, lacks a field, or has a time outside the clip is a
 per-line issue (file, line, reason) handled by the `IssueLog` policy; the other lines are kept.
 
-Privacy: user names and handles are replaced at read time by stable pseudonyms (``user-1a2b3c4d``,
-a keyed BLAKE2 hash), so no raw name reaches the dataset, logs, predictions or reports.
+Bad lines are counted per file, not one issue per line: a log with some bad lines is one issue
+(``chat lines skipped: 3 of 120 lines (line 4: ...)``) and its other lines are used; a log none of
+whose lines is usable raises `ChatLogError` (the caller decides: the clip goes on without chat and
+the log is counted, or ``watch`` stops). Under ``on_error=stop`` the first bad line stops the run,
+named ``file:line``.
+
+Privacy: user names and handles are replaced at read time by keyed 64-bit pseudonyms
+(``user-`` + 16 hex digits, `pseudonyms`), so no raw name reaches the dataset, logs, predictions
+or reports.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Sequence
 
+from mmapps_domains.surveillance.errors import MediaError
+from mmapps_domains.surveillance.pseudonyms import pseudonym
+
 from mmapps.data import IssueLog
 
-PSEUDONYM_KEY = b"mmapps-surveillance-chat"
+SKIPPED_LINES = "chat lines skipped"
+
+
+class ChatLogError(MediaError):
+    """A chat log that cannot be used at all: unreadable, a wrong CSV header, or no usable line."""
 
 
 @dataclass(frozen=True)
@@ -33,12 +48,6 @@ class ChatMessage:
     text: str
 
 
-def pseudonym(name: str, key: bytes = PSEUDONYM_KEY) -> str:
-    """Stable pseudonym of a user name (same name -> same pseudonym, across files and runs)."""
-    digest = hashlib.blake2b(name.strip().lower().encode("utf-8"), key=key, digest_size=4).hexdigest()
-    return f"user-{digest}"
-
-
 def parse_time(value: Any, start_time: datetime | None) -> float:
     """Seconds from the clip start for a number or an ISO-8601 string (needs ``start_time``).
 
@@ -48,12 +57,14 @@ def parse_time(value: Any, start_time: datetime | None) -> float:
     if isinstance(value, bool):
         raise ValueError(f"field 't': found {value!r}; expected seconds or an ISO-8601 time")
     if isinstance(value, (int, float)):
-        return float(value)
+        return _finite(float(value), value)
     if isinstance(value, str):
         try:
-            return float(value)
+            seconds = float(value)
         except ValueError:
-            pass
+            seconds = None
+        if seconds is not None:
+            return _finite(seconds, value)
         try:
             moment = datetime.fromisoformat(value.strip())
         except ValueError:
@@ -64,6 +75,27 @@ def parse_time(value: Any, start_time: datetime | None) -> float:
             moment, start_time = moment.replace(tzinfo=None), start_time.replace(tzinfo=None)
         return (moment - start_time).total_seconds()
     raise ValueError(f"field 't': found {value!r}; expected seconds or an ISO-8601 time")
+
+
+def _finite(t: float, value: Any) -> float:
+    if not math.isfinite(t):
+        raise ValueError(f"field 't': found {value!r}; expected a finite number of seconds from the clip start")
+    return t
+
+
+def _bad_lines(bad: Sequence[tuple[int, str]]) -> str:
+    return "; ".join(f"line {n}: {reason}" for n, reason in bad[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+
+
+def skipped_lines_reason(n_lines: int, bad: Sequence[tuple[int, str]]) -> str:
+    """The per-file issue of a log with bad lines (the first three named); `skipped_line_count` reads it back."""
+    return f"{SKIPPED_LINES}: {len(bad)} of {n_lines} lines ({_bad_lines(bad)})"
+
+
+def skipped_line_count(reason: str) -> int:
+    """How many lines a `skipped_lines_reason` issue counts (0 for any other issue)."""
+    match = re.match(rf"{SKIPPED_LINES}: (\d+) of", reason)
+    return int(match.group(1)) if match else 0
 
 
 def _message(record: Any, start_time: datetime | None, duration: float | None) -> ChatMessage:
@@ -81,16 +113,21 @@ def _message(record: Any, start_time: datetime | None, duration: float | None) -
 def read_chat(
     path: Path, issues: IssueLog, start_time: datetime | str | None = None, duration: float | None = None
 ) -> list[ChatMessage]:
-    """Read a JSONL or CSV chat log; bad lines go to ``issues`` as ``file:line``.
+    """Read a JSONL or CSV chat log; bad lines are one per-file issue (see the module docstring).
 
     Args:
         path: ``.jsonl`` / ``.json`` or ``.csv`` file.
-        issues: per-line failure policy (skip and count, or stop).
+        issues: failure policy: ``skip`` counts the file's bad lines in one issue, ``stop`` raises
+            at the first bad line (``file:line``).
         start_time: the clip's wall-clock start (datetime or ISO string) for ISO message times.
-        duration: clip length in seconds; later messages are issues.
+        duration: clip length in seconds; later messages are bad lines.
 
     Returns:
-        messages sorted by time.
+        messages sorted by time (an empty log gives none: a quiet channel).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ChatLogError: wrong suffix, not UTF-8 text, a CSV header without ``t`` and ``text``, or no usable line.
     """
     path = Path(path)
     if not path.is_file():
@@ -99,23 +136,39 @@ def read_chat(
         start_time = datetime.fromisoformat(start_time)
     suffix = path.suffix.lower()
     if suffix not in (".jsonl", ".json", ".csv"):
-        raise ValueError(f"chat log {path}: suffix {suffix!r} not accepted; expected .jsonl or .csv")
-    messages = []
-    with path.open(encoding="utf-8", newline="") as handle:
-        rows: Any = csv.DictReader(handle) if suffix == ".csv" else handle
-        for number, row in enumerate(rows, start=2 if suffix == ".csv" else 1):
-            try:
-                if suffix != ".csv":
-                    if not row.strip():
-                        continue
-                    try:
-                        row = json.loads(row)
-                    except json.JSONDecodeError as err:
-                        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
-                messages.append(_message(row, start_time, duration))
-            except ValueError as err:
-                issues.report(f"{path}:{number}", f"chat line: {err}")
+        raise ChatLogError(f"chat log {path}: suffix {suffix!r} not accepted; expected .jsonl (one JSON object per line) or .csv (header t,user,text)")
+    messages: list[ChatMessage] = []
+    bad: list[tuple[int, str]] = []
+    n_lines = 0
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            rows: Any = csv.DictReader(handle) if suffix == ".csv" else handle
+            if suffix == ".csv" and not {"t", "text"} <= set(rows.fieldnames or ()):
+                raise ChatLogError(f"chat log {path}: CSV header {rows.fieldnames}; expected the columns t,user,text")
+            for number, row in enumerate(rows, start=2 if suffix == ".csv" else 1):
+                if suffix != ".csv" and not row.strip():
+                    continue
+                n_lines += 1
+                try:
+                    messages.append(_message(_json_row(row) if suffix != ".csv" else row, start_time, duration))
+                except ValueError as err:
+                    if issues.on_error == "stop":
+                        issues.report(f"{path}:{number}", f"chat line: {err}")
+                    bad.append((number, str(err)))
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ChatLogError(f"chat log {path}: not UTF-8 {suffix[1:].upper()} text ({err})") from None
+    if bad and not messages:
+        raise ChatLogError(f"chat log {path}: none of its {n_lines} lines is usable ({_bad_lines(bad)}); expected JSONL objects or CSV rows with t, user, text")
+    if bad:
+        issues.report(path, skipped_lines_reason(n_lines, bad))
     return sorted(messages, key=lambda m: m.t)
+
+
+def _json_row(line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"not valid JSON ({err.msg} at column {err.colno})") from None
 
 
 def messages_per_window(messages: Sequence[ChatMessage], n_windows: int, window_s: float) -> list[list[str]]:

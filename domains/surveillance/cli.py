@@ -10,7 +10,7 @@ import typer
 
 def add_commands(app: typer.Typer) -> None:
     """Add ``watch`` to the domain's Typer app (imports stay inside the command)."""
-    from mmapps.cli.errors import user_errors
+    from mmapps.cli.errors import echo_err, fail, user_errors
 
     @app.command("watch")
     @user_errors
@@ -24,10 +24,18 @@ def add_commands(app: typer.Typer) -> None:
         scores_out: Optional[Path] = typer.Option(None, "--scores", help="also write per-window scores (JSONL)"),
         threshold: Optional[float] = typer.Option(None, "--threshold", help="alert threshold (default: the run's validation-tuned alarm/threshold, else data.options.alert_threshold)"),
         threads: int = typer.Option(1, "--threads", min=0, help="torch threads (0 = torch's default)"),
+        on_error: str = typer.Option("skip", "--on-error", help="skip: go on past bad chat lines, and without an unusable chat log (exit 3); stop: refuse both"),
     ) -> None:
         """Stream a recording through a trained model; write alerts (start, end, class, score) as they close."""
         from mmapps_domains.surveillance.watch import watch_clip
 
-        result = watch_clip(clip, checkpoint, audio=audio, chat=chat, start_time=start_time, out=out, scores_out=scores_out, threshold=threshold, threads=threads or None)
+        if on_error not in ("skip", "stop"):
+            raise typer.BadParameter(f"found {on_error!r}; expected skip or stop", param_hint="--on-error")
+        result = watch_clip(clip, checkpoint, audio=audio, chat=chat, start_time=start_time, out=out, scores_out=scores_out,
+                            threshold=threshold, threads=threads or None, on_error=on_error)
+        for warning in result.warnings:
+            echo_err(f"warning: {warning}")
         typer.echo(f"{result.n_alerts} alert(s) over {result.n_windows} windows ({result.duration:.1f} s of video, "
                    f"{result.real_time_factor:.1f}x real time) -> {out}")
+        if result.unused_inputs:
+            fail(f"watch ran without {', '.join(result.unused_inputs)} (unusable: see the warning above); the alerts use the other inputs only", code=3)

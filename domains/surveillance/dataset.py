@@ -19,15 +19,24 @@ from typing import Any
 
 import numpy as np
 import torch
+from mmapps_domains.surveillance.annotations import (
+    ClipEntry,
+    check_segments,
+    read_manifest,
+)
+from mmapps_domains.surveillance.chat import SKIPPED_LINES, skipped_line_count
+from mmapps_domains.surveillance.errors import MediaError
+from mmapps_domains.surveillance.options import SurveillanceDataOptions, data_options
+from mmapps_domains.surveillance.preprocess import (
+    ClipFeatures,
+    load_clip_features,
+    open_clip_cache,
+)
+from mmapps_domains.surveillance.text_embed import EMBED_DIM
+from mmapps_domains.surveillance.windows import window_labels
 from torch.utils.data import Dataset
 
 from mmapps.data import DatasetSplits, IssueLog, Sample
-from mmapps_domains.surveillance.annotations import ClipEntry, read_manifest
-from mmapps_domains.surveillance.errors import MediaError
-from mmapps_domains.surveillance.options import SurveillanceDataOptions, data_options
-from mmapps_domains.surveillance.preprocess import ClipFeatures, load_clip_features, open_clip_cache
-from mmapps_domains.surveillance.text_embed import EMBED_DIM
-from mmapps_domains.surveillance.windows import window_labels
 
 
 def absent_or(array: np.ndarray | None, element_shape: tuple[int, ...]) -> torch.Tensor:
@@ -105,11 +114,30 @@ def assign_split(entry: ClipEntry, opts: SurveillanceDataOptions) -> str:
     return "test" if u < opts.test_fraction else ("val" if u < opts.test_fraction + opts.val_fraction else "train")
 
 
+SKIP_KINDS = {  # issue reason prefix -> what the summary counts (files and manifest lines apart from chat lines)
+    "manifest line": "skipped/manifest lines", "unusable clip": "skipped/clips", "segment outside the clip": "skipped/clips",
+    "unusable chat log": "skipped/chat logs (clip used without chat)", "unusable audio file": "skipped/audio files (clip used without audio)",
+    SKIPPED_LINES: "skipped/chat logs with bad lines",
+}
+
+
+def skip_counts(issues: IssueLog) -> dict[str, int]:
+    """Skipped inputs by kind, per file or manifest line, and the bad chat lines apart (they are lines, not inputs)."""
+    out: dict[str, int] = {}
+    for issue in issues.issues:
+        kind = SKIP_KINDS.get(issue.reason.split(":")[0], "skipped/other")
+        out[kind] = out.get(kind, 0) + 1
+        if lines := skipped_line_count(issue.reason):
+            out["skipped/chat lines"] = out.get("skipped/chat lines", 0) + lines
+    return out
+
+
 def build_datasets(cfg: Any) -> DatasetSplits:
     """Read the manifest under ``cfg.data.root``, preprocess (and cache) every clip, split them.
 
-    Unreadable clips, chat lines and annotations are reported to the `IssueLog` (skip or stop per
-    ``cfg.data.on_error``) and counted in the run summary.
+    Unusable manifest lines, clips, segments, chat logs and audio files are reported to the
+    `IssueLog` (skip or stop per ``cfg.data.on_error``), each naming its manifest line and id, and
+    counted in the run summary; ``info`` counts them by kind (`skip_counts`), bad chat lines apart.
     """
     opts = data_options(cfg.data.options)
     root = Path(cfg.data.root)
@@ -122,7 +150,12 @@ def build_datasets(cfg: Any) -> DatasetSplits:
             split = assign_split(entry, opts)
             clip = load_clip_features(entry, spec, issues, cache_dir, opts.require_audio)
         except (MediaError, ValueError, FileNotFoundError) as err:
-            issues.report(entry.clip, f"unusable clip: {err}")
+            issues.report(entry.source or entry.clip, f"unusable clip: id {entry.clip_id}: {err}")
+            continue
+        try:
+            check_segments(entry, clip.duration, clip.fps)
+        except ValueError as err:
+            issues.report(entry.source or entry.clip, str(err))
             continue
         by_split[split][0].append(entry)
         by_split[split][1].append(None if cache_dir is not None else clip)
@@ -131,6 +164,6 @@ def build_datasets(cfg: Any) -> DatasetSplits:
 
         raise DataError(f"surveillance: no usable clip under {root} ({issues.summary()})")
     datasets = {s: SurveillanceDataset(e, c, opts, s, cache_dir) for s, (e, c) in by_split.items()}
-    info = {"root": str(root), "classes": opts.classes, "regime": opts.regime, **{f"clips/{s}": len(d) for s, d in datasets.items()}}
+    info = {"root": str(root), "classes": opts.classes, "regime": opts.regime, **{f"clips/{s}": len(d) for s, d in datasets.items()}, **skip_counts(issues)}
     split_of_group = {e.clip_id: s for s, (es, _) in by_split.items() for e in es}
     return DatasetSplits(datasets["train"], datasets["val"], datasets["test"], issues, split_of_group, info)

@@ -9,6 +9,11 @@ sorted by score; each is a true positive when its best-tIoU ground-truth segment
 clip and class not matched yet reaches the tIoU threshold (trying ground truths in decreasing
 tIoU order), else a false positive. AP is
 the area under the interpolated (monotone) precision-recall curve.
+
+Ties are broken deterministically, so AP never depends on the order of the input: detections
+by (score descending, clip id, start, end), ground truths of equal tIoU by (start, end). The
+reference evaluators use a stable sort on the input order (ActivityNet's own order depends on
+how its dataframe was built), which moved AP by up to 0.5 on tied scores.
 """
 
 from __future__ import annotations
@@ -75,11 +80,12 @@ def detection_ap(detections: Sequence[TimedSegment], ground_truth: Sequence[Time
         return float("nan")
     if not detections:
         return 0.0
-    order = sorted(detections, key=lambda d: -d.score)
+    order = sorted(detections, key=lambda d: (-d.score, d.clip, d.start, d.end))
     matched = [False] * len(ground_truth)
     tp = np.zeros(len(order))
     for i, det in enumerate(order):
-        candidates = sorted(((tiou(det, gt), j) for j, gt in enumerate(ground_truth) if gt.clip == det.clip), reverse=True)
+        candidates = sorted(((-tiou(det, gt), gt.start, gt.end, j) for j, gt in enumerate(ground_truth) if gt.clip == det.clip))
+        candidates = [(-negative, j) for negative, _, _, j in candidates]
         for overlap, j in candidates:  # best unmatched ground truth above the threshold
             if overlap < tiou_threshold:
                 break

@@ -24,8 +24,9 @@ from mmapps.data import IssueLog
 from mmapps.data.cache import SampleCache
 from mmapps.data.issues import SampleIssue
 from mmapps_domains.surveillance.annotations import ClipEntry, read_features
-from mmapps_domains.surveillance.audio import log_mel
-from mmapps_domains.surveillance.chat import messages_per_window, read_chat
+from mmapps_domains.surveillance.audio import iter_audio_file, log_mel
+from mmapps_domains.surveillance.chat import ChatLogError, messages_per_window, read_chat
+from mmapps_domains.surveillance.errors import MediaError
 from mmapps_domains.surveillance.stream import read_media
 from mmapps_domains.surveillance.text_embed import window_chat_vectors
 from mmapps_domains.surveillance.windows import WindowSpec, resample_features
@@ -70,17 +71,44 @@ def _file_key(path: Path | None) -> list:
 
 
 def _cache_sources(entry: ClipEntry) -> list[Path | None]:
-    return [entry.clip, entry.audio, entry.chat, entry.features]
+    # a missing optional file (audio, chat) is not a source but an issue stored with the clip: keyed by `_cache_extra`
+    return [entry.clip, *(p if p is None or Path(p).exists() else None for p in (entry.audio, entry.chat)), entry.features]
 
 
 def _cache_extra(entry: ClipEntry, spec: WindowSpec) -> list:
-    return [entry.start_time, asdict(spec), FEATURES_VERSION]
+    missing = [str(p) for p in (entry.audio, entry.chat) if p is not None and not Path(p).exists()]
+    return [entry.start_time, asdict(spec), FEATURES_VERSION, missing]
 
 
-def chat_vectors(path: Path, issues: IssueLog, start_time: str | None, duration: float, n_windows: int, spec: WindowSpec) -> np.ndarray:
-    """Per-window chat vectors (W, 385) of a chat log (bad lines reported to ``issues``)."""
-    messages = read_chat(path, issues, start_time=start_time, duration=duration)
+def chat_vectors(entry: ClipEntry, issues: IssueLog, duration: float, n_windows: int, spec: WindowSpec) -> np.ndarray | None:
+    """Per-window chat vectors (W, 385) of a clip's chat log, or None when the log is unusable.
+
+    A log with bad lines is one issue for the file; a missing log, or one with no usable line, is
+    an ``unusable chat log`` issue and the clip goes on without chat (absent, not "no messages").
+    Both name the manifest line and id.
+    """
+    lines = IssueLog(on_error=issues.on_error)
+    try:
+        messages = read_chat(entry.chat, lines, start_time=entry.start_time, duration=duration)
+    except (ChatLogError, FileNotFoundError) as err:
+        issues.report(entry.chat, f"unusable chat log: {entry.where}: {err}; the clip is used without chat")
+        return None
+    for issue in lines.issues:
+        issues.report(issue.path, f"{issue.reason} [{entry.where}]")
     return window_chat_vectors(messages_per_window(messages, n_windows, spec.window_s))
+
+
+def _usable_audio_file(entry: ClipEntry, issues: IssueLog) -> bool:
+    """Probe the manifest's separate audio file; an unusable one is an issue and the clip goes on without audio."""
+    blocks = iter_audio_file(entry.audio, 8000)
+    try:
+        next(blocks, None)  # opens, probes and decodes the first frame
+    except (MediaError, FileNotFoundError) as err:
+        issues.report(entry.audio, f"unusable audio file: {entry.where}: {err}; the clip is used without audio")
+        return False
+    finally:
+        blocks.close()
+    return True
 
 
 def compute_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, require_audio: bool = False) -> ClipFeatures:
@@ -89,11 +117,12 @@ def compute_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, 
     Raises:
         MediaError / ValueError: unreadable clip, audio or features (the caller reports the issue).
     """
-    media = read_media(entry.clip, spec, audio_path=entry.audio)
+    audio_ok = entry.audio is None or _usable_audio_file(entry, issues)
+    media = read_media(entry.clip, spec, audio_path=entry.audio if audio_ok else None, with_audio=audio_ok)
     _check_audio(entry, media.audio is not None, require_audio)
     n_windows = media.frames.shape[0]
     mel = log_mel(media.audio, spec) if media.audio is not None else None
-    chat = chat_vectors(entry.chat, issues, entry.start_time, media.duration, n_windows, spec) if entry.chat else None
+    chat = chat_vectors(entry, issues, media.duration, n_windows, spec) if entry.chat else None
     feats = None
     if entry.features is not None:
         feats = resample_features(read_features(entry.features), media.duration, n_windows, spec.window_s)
@@ -102,7 +131,7 @@ def compute_clip_features(entry: ClipEntry, spec: WindowSpec, issues: IssueLog, 
 
 def _check_audio(entry: ClipEntry, has_audio: bool, require_audio: bool) -> None:
     if require_audio and not has_audio:
-        raise ValueError(f"clip {entry.clip}: has no audio track and the manifest gives no audio file (data.options.require_audio is true)")
+        raise ValueError(f"clip {entry.clip}: no usable audio: no audio track, and no usable audio file in the manifest (data.options.require_audio is true)")
 
 
 class ClipMemo:

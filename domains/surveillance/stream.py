@@ -14,7 +14,8 @@ from typing import Iterator
 
 import numpy as np
 
-from mmapps_domains.surveillance.audio import AudioWindowBuffer, iter_audio_file, make_resampler, resampled_samples
+from mmapps_domains.surveillance.audio import AudioWindowBuffer, MonoConverter, iter_audio_file
+from mmapps_domains.surveillance.probe import check_codec
 from mmapps_domains.surveillance.errors import MediaError
 from mmapps_domains.surveillance.video import VideoInfo, VideoWindowSampler, check_complete, open_container, video_info
 from mmapps_domains.surveillance.windows import WindowSpec
@@ -50,7 +51,7 @@ def iter_media_windows(
     Args:
         path: the clip (any FFmpeg container/codec).
         spec: window and sampling settings.
-        audio_path: separate WAV/FLAC/MP3/OGG file that replaces the clip's own track.
+        audio_path: separate audio file (any accepted container, probed) that replaces the clip's own track.
         with_audio: False to ignore audio entirely.
 
     Raises:
@@ -66,10 +67,12 @@ def iter_media_windows(
         vstream.thread_type = "AUTO"
         own_audio = with_audio and audio_path is None and bool(container.streams.audio)
         streams = [vstream] + ([container.streams.audio[0]] if own_audio else [])
+        if own_audio:
+            check_codec(streams[1], path)
         sampler, abuf = VideoWindowSampler(spec), AudioWindowBuffer(spec)
         file_blocks = iter_audio_file(audio_path, spec.sample_rate) if with_audio and audio_path else None
         has_audio = own_audio or file_blocks is not None
-        resampler = make_resampler(spec.sample_rate) if own_audio else None
+        convert = MonoConverter(spec.sample_rate) if own_audio else None
         ready: deque = deque()
         audio_started, end_time = False, 0.0
 
@@ -102,7 +105,7 @@ def iter_media_windows(
                         end_time = max(end_time, float(frame.time) + 1.0 / info.fps)
                         ready.extend(sampler.feed(frame, float(frame.time)))
                     else:
-                        samples = resampled_samples(resampler, frame)
+                        samples = convert(frame)
                         if not audio_started:
                             abuf.add(samples, int(round(float(frame.time) * spec.sample_rate)))
                             audio_started = True
@@ -114,8 +117,8 @@ def iter_media_windows(
         if end_time == 0.0:
             raise MediaError(f"clip {path}: no video frame could be decoded (truncated or corrupt {info.codec} stream)")
         check_complete(path, info, end_time)
-        if resampler is not None:
-            abuf.add(resampled_samples(resampler, None), abuf.available_until)
+        if convert is not None:
+            abuf.add(convert(None), abuf.available_until)
         if file_blocks is not None:
             for block in file_blocks:
                 abuf.add(block, abuf.available_until)

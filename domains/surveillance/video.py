@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mmapps_domains.surveillance.errors import MediaError
+from mmapps_domains.surveillance.probe import check_codec, open_media
 from mmapps_domains.surveillance.windows import WindowSpec
 
 
@@ -30,19 +31,8 @@ class VideoInfo:
 
 
 def open_container(path: Path) -> Any:
-    """Open a media file with PyAV, turning FFmpeg errors into a `MediaError` naming the file."""
-    import av
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"clip {path}: not found")
-    try:
-        return av.open(str(path))
-    except (av.error.FFmpegError, UnicodeDecodeError) as err:
-        raise MediaError(
-            f"clip {path}: FFmpeg cannot open it ({err}); the file is truncated, corrupt or not a media file. "
-            "Accepted: any container/codec FFmpeg decodes (mp4, avi, mkv, webm; h264, hevc, mpeg4, vp9, mjpeg)."
-        ) from None
+    """Open a clip with PyAV after probing it (`probe.open_media`: accepted containers, local files only)."""
+    return open_media(path, "clip")
 
 
 def video_info(container: Any, path: Path) -> VideoInfo:
@@ -50,6 +40,7 @@ def video_info(container: Any, path: Path) -> VideoInfo:
     if not container.streams.video:
         raise MediaError(f"clip {path}: has no video stream (streams found: {[s.type for s in container.streams]})")
     stream = container.streams.video[0]
+    check_codec(stream, path)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 25.0
     declared = None

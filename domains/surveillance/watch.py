@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -26,6 +26,8 @@ class WatchResult:
     n_alerts: int
     duration: float
     seconds: float
+    warnings: list[str] = field(default_factory=list)  # per file: bad chat lines, or a chat log not used
+    unused_inputs: list[str] = field(default_factory=list)  # named inputs the run went on without (exit 3)
 
     @property
     def real_time_factor(self) -> float:
@@ -74,36 +76,58 @@ def default_threshold(checkpoint: Path, fallback: float) -> float:
 
 def load_trained(checkpoint: Path) -> tuple[Any, Any, Any]:
     """(cfg, domain, model in eval mode) from an inference checkpoint."""
-    import yaml
+    from mmapps_domains.surveillance import domain
 
     from mmapps.config import validate_config
     from mmapps.models.build import build_model
     from mmapps.train import checkpoint as ckpt
-    from mmapps_domains.surveillance import domain
 
     state, metadata = ckpt.read_inference_checkpoint(Path(checkpoint))
-    cfg = validate_config(yaml.safe_load(metadata["config"]))
+    cfg = validate_config(ckpt.checkpoint_config(metadata, Path(checkpoint), domain.name))  # another domain's checkpoint: named, not a config dump
     model = build_model(cfg, domain)
     ckpt.load_weights(model, state, Path(checkpoint))
     return cfg, domain, model.eval()
 
 
-def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], audio: Path | None, chat: Path | None, start_time: str | None) -> Iterator[tuple[Any, Any]]:
-    """Yield (media window, collated one-window `Batch`) as the clip is decoded."""
-    import torch
+def read_watch_chat(chat: Path, start_time: str | None, on_error: str = "stop") -> tuple[list[Any] | None, list[str]]:
+    """The messages of ``watch``'s chat log and the warnings to print, per the ``on_error`` policy.
+
+    ``stop``: a bad line or an unusable log (missing, wrong format, no usable line) raises.
+    ``skip``: bad lines are one warning for the file; an unusable log gives None (watch goes on
+    without chat, as training does for such a clip) and a warning; the caller exits non-zero.
+    """
+    from mmapps_domains.surveillance.chat import ChatLogError, read_chat
+
+    lines = IssueLog(on_error=on_error)
+    try:
+        messages = read_chat(chat, lines, start_time=start_time)
+    except (ChatLogError, FileNotFoundError) as err:
+        if on_error == "stop":
+            raise
+        return None, [f"{err}; watching without chat"]
+    return messages, [str(issue) for issue in lines.issues]
+
+
+def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], audio: Path | None, chat: Path | None, start_time: str | None,
+                   messages: list[Any] | None = None) -> Iterator[tuple[Any, Any]]:
+    """Yield (media window, collated one-window `Batch`) as the clip is decoded.
+
+    ``chat`` is read with the ``stop`` policy (`read_watch_chat`); pass ``messages`` instead
+    (read by the caller under its policy) to skip that.
+    """
 
     from mmapps_domains.surveillance.audio import log_mel
-    from mmapps_domains.surveillance.chat import read_chat
+    from mmapps_domains.surveillance.dataset import absent_or, video_tensor
     from mmapps_domains.surveillance.options import data_options
     from mmapps_domains.surveillance.stream import iter_media_windows
-    from mmapps_domains.surveillance.dataset import absent_or, video_tensor
     from mmapps_domains.surveillance.text_embed import EMBED_DIM, window_chat_vectors
 
     if "features" in modalities:
         raise ConfigError("watch: this model uses pre-extracted features, which a live stream does not have; train without 'features'")
     opts = data_options(cfg.data.options)
     spec = opts.window_spec()
-    messages = read_chat(chat, IssueLog(on_error="skip"), start_time=start_time) if chat else None
+    if messages is None and chat is not None:
+        messages, _ = read_watch_chat(chat, start_time, "stop")
     layouts = {m: domain.modality(m).layout for m in modalities}
     for item in iter_media_windows(clip, spec, audio_path=audio, with_audio="audio" in modalities):
         inputs: dict[str, Any] = {"video": video_tensor(item.frames[None], opts.motion_channel)}
@@ -118,8 +142,12 @@ def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], aud
 
 def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Path | None = None, start_time: str | None = None,
                out: Path = Path("alerts.jsonl"), scores_out: Path | None = None, threshold: float | None = None,
-               threads: int | None = 1) -> WatchResult:
+               threads: int | None = 1, on_error: str = "skip") -> WatchResult:
     """Run a trained model over ``clip`` as a stream; write alerts (and optionally per-window scores) as JSONL.
+
+    ``on_error`` (`read_watch_chat`): ``skip`` goes on past bad chat lines (one warning for the
+    file) and, when no line of the chat log is usable, without chat: the result then lists the log
+    in ``unused_inputs`` (the CLI exits 3); ``stop`` refuses both before anything is written.
 
     ``threads``: torch intra-op threads (default 1: per-window work is small, so extra threads
     mostly add synchronisation, and a live system runs several streams side by side); None keeps
@@ -130,18 +158,23 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
     if threads:
         torch.set_num_threads(threads)
 
-    from mmapps.models.build import selected_modalities
     from mmapps_domains.surveillance.options import data_options
     from mmapps_domains.surveillance.streaming import StreamingScorer
+
+    from mmapps.models.build import selected_modalities
 
     if not Path(clip).is_file():
         raise FileNotFoundError(f"clip {clip}: not found")
     cfg, domain, model = load_trained(checkpoint)
     opts = data_options(cfg.data.options)
     scorer = StreamingScorer(model)
+    messages, warnings, unused = None, [], []
     if chat is not None:
         from mmapps_domains.surveillance.text_embed import embed_texts
 
+        messages, warnings = read_watch_chat(Path(chat), start_time, on_error)
+        if messages is None:
+            unused.append(str(chat))
         embed_texts(["warm-up"])  # load the text model before the clock starts
     started = time.perf_counter()
     tracker = AlertTracker(opts.classes, opts.window_s, default_threshold(Path(checkpoint), opts.alert_threshold) if threshold is None else threshold)
@@ -149,7 +182,7 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
     duration = 0.0
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as alerts_file, (open(scores_out, "w") if scores_out else open("/dev/null", "w")) as scores_file:
-        for item, batch in window_batches(Path(clip), cfg, domain, selected_modalities(cfg, domain), audio, chat, start_time):
+        for item, batch in window_batches(Path(clip), cfg, domain, selected_modalities(cfg, domain), audio, None, start_time, messages=messages):
             scores = torch.sigmoid(scorer.step(batch)).numpy()
             scores_file.write(json.dumps({"window": item.index, "start": item.start, "scores": scores.tolist()}) + "\n")
             for alert in tracker.update(item.index, scores):
@@ -160,4 +193,4 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
         for alert in tracker.finish():
             alerts_file.write(json.dumps(alert) + "\n")
             n_alerts += 1
-    return WatchResult(n_windows, n_alerts, duration, time.perf_counter() - started)
+    return WatchResult(n_windows, n_alerts, duration, time.perf_counter() - started, warnings, unused)

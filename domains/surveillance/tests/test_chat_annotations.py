@@ -31,8 +31,9 @@ def test_jsonl_chat_with_iso_times_bad_lines_and_pseudonyms(tmp_path: Path) -> N
     assert [m.t for m in msgs] == [1.5, 2.0, 4.5]
     assert msgs[0].user == msgs[1].user == pseudonym("alice_K") != msgs[2].user
     assert all("alice" not in m.user and "bob" not in m.user for m in msgs)
-    assert [i.path for i in issues.issues] == [f"{log}:3", f"{log}:4"]
-    assert "not valid JSON" in issues.issues[0].reason and "outside the clip" in issues.issues[1].reason
+    assert [i.path for i in issues.issues] == [str(log)]  # one issue per file; its bad lines are named inside
+    reason = issues.issues[0].reason
+    assert reason.startswith("chat lines skipped: 2 of 5 lines") and "line 3: not valid JSON" in reason and "line 4: time outside the clip" in reason
     assert "alice" not in issues.summary()
     with pytest.raises(DataError, match="chat.jsonl:3"):
         read_chat(log, IssueLog(on_error="stop"), start_time="2026-05-01T13:00:00", duration=10.0)
@@ -45,7 +46,7 @@ def test_csv_chat_and_iso_without_start(tmp_path: Path) -> None:
     issues = IssueLog()
     msgs = read_chat(log, issues, duration=5.0)
     assert [m.text for m in msgs] == ["hello"]
-    assert issues.issues[0].path.endswith("chat.csv:3") and "start_time" in issues.issues[0].reason
+    assert issues.issues[0].path.endswith("chat.csv") and "line 3: field 't'" in issues.issues[0].reason and "start_time" in issues.issues[0].reason
 
 
 def test_xd_labels() -> None:
@@ -69,7 +70,7 @@ def test_manifest_validation(tmp_path: Path) -> None:
     assert [e.clip_id for e in entries] == ["a", "b", "e_label_B1-0-0"]
     assert entries[0].segments == (Segment(1.0, 3.0, "fight"),) and entries[0].chat == tmp_path / "a.jsonl"
     assert entries[2].labels == ("fighting",) and entries[2].segments is None
-    assert "end < start" in issues.issues[0].reason and issues.issues[0].path.endswith("manifest.jsonl:3")
+    assert "end <= start" in issues.issues[0].reason and issues.issues[0].path.endswith("manifest.jsonl:3")
     assert "dance" in issues.issues[1].reason
 
 

@@ -36,8 +36,14 @@ def test_samples_cache_and_issues(demo_root: Path, tmp_path: Path) -> None:
     splits = build_datasets(cfg)
     assert len(splits.issues) == 3, splits.issues.issues
     assert any("clip0001.mp4" in i.reason for i in splits.issues.issues)
-    assert any("end < start" in i.reason for i in splits.issues.issues)
-    assert any(i.path.rsplit(":", 1)[-1].isdigit() and i.reason.startswith("chat line") for i in splits.issues.issues)
+    assert any("end <= start" in i.reason for i in splits.issues.issues)
+    chat_issue = next(i for i in splits.issues.issues if i.reason.startswith("chat lines skipped: 1 of "))
+    assert chat_issue.path.endswith(".jsonl") or chat_issue.path.endswith(".csv")  # one issue per file, its lines counted inside
+    assert "(id clip0002)" in chat_issue.reason and "broken" not in chat_issue.path
+    clip_issue = next(i for i in splits.issues.issues if i.reason.startswith("unusable clip"))
+    assert clip_issue.path.endswith("manifest.jsonl:2") and "id clip0001" in clip_issue.reason  # the manifest line, not only the file
+    assert splits.info["skipped/clips"] == 1 and splits.info["skipped/manifest lines"] == 1
+    assert splits.info["skipped/chat logs with bad lines"] == 1 and splits.info["skipped/chat lines"] == 1
     assert len(splits.train) + len(splits.val) + len(splits.test) == 4
     sample = splits.train[0]
     assert sample.inputs["video"].shape == (10, 4, 2, 32, 32) and sample.inputs["video"].max() <= 1.0
@@ -66,7 +72,7 @@ def test_clips_decoded_once_per_process_without_cache(demo_root: Path, monkeypat
     monkeypatch.setattr(preprocess, "compute_clip_features", no_decode)
     second = build_datasets(cfg)
     assert len(second.issues) == len(first.issues) == 3
-    assert [i.path for i in second.issues.issues if "decoded again" in i.reason] == [str(demo_root / "clips" / "clip0001.mp4")]  # only the unusable clip
+    assert [i.path for i in second.issues.issues if "decoded again" in i.reason] == [f"{demo_root / 'manifest.jsonl'}:2"]  # only the unusable clip
     torch.testing.assert_close(second.test[0].inputs["audio"], first.test[0].inputs["audio"])
     entry = [e for e in read_manifest(demo_root, ["fight", "fall", "intrusion"], IssueLog()) if e.clip_id == "clip0002"][0]
     with pytest.raises(DataError, match="chat line"):  # a remembered bad chat line still stops a strict run

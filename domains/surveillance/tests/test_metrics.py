@@ -92,3 +92,34 @@ def test_losses() -> None:
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     loss.backward()
     assert s.grad[0, 0, 0] < 0 and s.grad[1, 1, 0] > 0
+
+
+def test_detection_ap_ties_do_not_depend_on_input_order() -> None:
+    """Tied scores are ranked by (score, clip id, start): shuffling the input never changes AP."""
+    gts = [TimedSegment("a", 0, 2), TimedSegment("b", 0, 2), TimedSegment("c", 4, 6)]
+    dets = [TimedSegment("b", 10, 12, 0.5), TimedSegment("a", 0, 2, 0.5), TimedSegment("c", 4, 6, 0.5), TimedSegment("b", 0, 2, 0.5), TimedSegment("a", 7, 9, 0.9)]
+    # ranked: a[7,9) FP (0.9); then the 0.5 ties by clip, start: a[0,2) TP, b[0,2) TP, b[10,12) FP, c[4,6) TP
+    # precision 0, 1/2, 2/3, 2/4, 3/5 at recall 0, 1/3, 2/3, 2/3, 1 -> envelope AP = 1/3 * 2/3 + 1/3 * 2/3 + 1/3 * 3/5
+    expected = (2 / 3 + 2 / 3 + 3 / 5) / 3
+    rng = np.random.default_rng(0)
+    values = set()
+    for _ in range(30):
+        order = rng.permutation(len(dets))
+        gt_order = rng.permutation(len(gts))
+        values.add(round(detection_ap([dets[i] for i in order], [gts[i] for i in gt_order], 0.5), 12))
+    assert values == {round(expected, 12)}
+    # the input-order (stable sort) ranking this replaced gives another AP for some orders
+    stable = {round(_stable_ap([dets[i] for i in rng.permutation(len(dets))], gts), 12) for _ in range(30)}
+    assert len(stable) > 1
+
+
+def _stable_ap(dets: list, gts: list) -> float:
+    order = sorted(dets, key=lambda d: -d.score)
+    matched, tp = set(), []
+    for det in order:
+        hit = next((j for j, gt in enumerate(gts) if gt.clip == det.clip and j not in matched and tiou(det, gt) >= 0.5), None)
+        tp.append(hit is not None)
+        if hit is not None:
+            matched.add(hit)
+    cum = np.cumsum(tp)
+    return interpolated_ap(cum / np.arange(1, len(tp) + 1), cum / len(gts))

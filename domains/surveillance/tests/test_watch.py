@@ -76,3 +76,43 @@ def test_watch_uses_the_run_threshold(tmp_path: Path) -> None:
     assert default_threshold(ckpt, 0.5) == 0.5
     (tmp_path / "run" / "metrics.json").write_text(json.dumps({"alarm/threshold": 0.27}))
     assert default_threshold(ckpt, 0.5) == 0.27
+
+
+def test_watch_refuses_or_flags_an_unusable_chat_log(tmp_path: Path) -> None:
+    """A chat log without one usable line never leaves ``watch`` at exit 0 silently without chat."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from mmapps.cli.verbs import build_domain_app
+    from mmapps.config import config_to_yaml
+    from mmapps.plugins import discover_domains
+    from mmapps.train.checkpoint import save_inference_checkpoint
+    from mmapps_domains.surveillance.encode import write_clip
+
+    cfg = resolve_config(domain, "smoke")
+    ckpt = tmp_path / "run" / "checkpoints" / "best.safetensors"
+    ckpt.parent.mkdir(parents=True)
+    save_inference_checkpoint(ckpt, build_model(cfg, domain), config_to_yaml(cfg), {"events": list(cfg.data.options.get("classes") or ["fight", "fall", "intrusion"])})
+    clip = write_clip(tmp_path / "clip.mp4", np.zeros((16, 32, 32, 3), np.uint8), 8, None)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n" + json.dumps({"t": "NaN", "text": "x"}) + "\n")
+    half = tmp_path / "half.jsonl"
+    half.write_text("{not json\n" + json.dumps({"t": 0.5, "user": "op", "text": "all quiet"}) + "\n")
+    app, runner = build_domain_app(next(e for e in discover_domains() if e.name == "surveillance")), CliRunner()
+    base = ["watch", str(clip), "--checkpoint", str(ckpt), "--threshold", "0.5"]
+
+    stopped = runner.invoke(app, base + ["--chat", str(bad), "--on-error", "stop", "--out", str(tmp_path / "a1.jsonl")])
+    assert stopped.exit_code == 3 and "bad.jsonl:1: chat line: not valid JSON" in stopped.output
+    assert not (tmp_path / "a1.jsonl").exists()  # refused before anything was written
+
+    skipped = runner.invoke(app, base + ["--chat", str(bad), "--out", str(tmp_path / "a2.jsonl")])
+    assert skipped.exit_code == 3, skipped.output
+    assert "warning: chat log" in skipped.output and "watching without chat" in skipped.output and "watch ran without" in skipped.output
+    assert (tmp_path / "a2.jsonl").exists() and "alert(s) over 2 windows" in skipped.output
+
+    partial = runner.invoke(app, base + ["--chat", str(half), "--out", str(tmp_path / "a3.jsonl")])
+    assert partial.exit_code == 0, partial.output
+    assert "chat lines skipped: 1 of 2 lines (line 1: not valid JSON" in partial.output
+    strict = runner.invoke(app, base + ["--chat", str(half), "--on-error", "stop", "--out", str(tmp_path / "a4.jsonl")])
+    assert strict.exit_code == 3 and "half.jsonl:1" in strict.output
