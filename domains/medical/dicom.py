@@ -40,6 +40,12 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
+from mmapps_domains.medical.dicom_lut import (
+    MAX_LUT_BITS,
+    build_display_lut,
+    degenerate_share_from_index,
+    lut_index,
+)
 from mmapps_domains.medical.dicom_open import (  # noqa: F401 - re-exported: the reader's error types live here too
     DegenerateImageError,
     DicomReadError,
@@ -83,6 +89,8 @@ def read_dicom_xray(
     multiframe: MultiframePolicy = "first",
     allow_color: bool = False,
     skip_degenerate: bool = True,
+    decode_size: int | None = None,
+    pipeline: Literal["lut", "reference"] = "lut",
 ) -> XrayImage:
     """Read one radiograph into display space.
 
@@ -93,6 +101,11 @@ def read_dicom_xray(
         multiframe: policy for multi-frame objects (see the module docstring).
         allow_color: convert RGB / YBR / PALETTE COLOR images to luminance (BT.601) instead of rejecting them.
         skip_degenerate: refuse constant images and images with >= 95 % of pixels saturated after windowing.
+        decode_size: the longest side the caller will downsample to; JPEG 2000 is then decoded at the
+            reduced resolution level that keeps >= 2x that size (`mmapps_domains.medical.dicom_j2k`), so
+            the array may be smaller than Rows x Columns (``metadata["decoded_shape"]``). None: full size.
+        pipeline: ``lut`` (one lookup table per file, `mmapps_domains.medical.dicom_lut`) or
+            ``reference`` (the float steps at full resolution; same values, kept to test against).
 
     Returns:
         `XrayImage` with a float32 array in [0, 1] (1 = bright) and `XrayMetadata`.
@@ -114,14 +127,20 @@ def read_dicom_xray(
     if header_photometric not in ("MONOCHROME1", "MONOCHROME2") and not allow_color:
         raise _fail(path, f"PhotometricInterpretation is {header_photometric!r}; chest radiographs must be MONOCHROME1 or MONOCHROME2 (set data.options.allow_color=true to convert colour images to luminance)")
     check_pixel_data_matches_syntax(ds, path)
-    stored, photometric = decode_pixels(ds, path, index=0 if frames > 1 and multiframe == "first" else None)
+    index = 0 if frames > 1 and multiframe == "first" else None
+    reduced = _decode_reduced(ds, frames, index, decode_size) if decode_size and header_photometric.startswith("MONO") else None
+    stored, photometric = reduced if reduced is not None else decode_pixels(ds, path, index=index)
+    bits, signed = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16), int(ds.get("PixelRepresentation", 0) or 0) == 1
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         from mmapps_domains.medical.dicom_color import color_to_luminance
 
         display, voi = color_to_luminance(stored, photometric, ds, path), f"none (colour {photometric}: display values)"
         photometric = "MONOCHROME2"
+    elif pipeline == "lut" and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2 and bits <= MAX_LUT_BITS:
+        display, voi = _display_by_lut(stored, ds, path, bits, signed, photometric, skip_degenerate)
+        skip_degenerate = False  # checked on the histogram
     else:
-        stored = _honour_bits_stored(stored, int(ds.get("BitsStored", ds.get("BitsAllocated", 16))), int(ds.get("PixelRepresentation", 0)))
+        stored = _honour_bits_stored(stored, bits, int(signed))
         values = _apply_modality_lut(stored, ds, path)
         display, voi = _apply_voi(values, ds, path)
         if photometric == "MONOCHROME1":
@@ -129,7 +148,39 @@ def read_dicom_xray(
     display = np.ascontiguousarray(display, dtype=np.float32)
     if skip_degenerate:
         check_not_degenerate(display, path, voi)
-    return XrayImage(display, _metadata(ds, modality, photometric, frames, voi))
+    meta = _metadata(ds, modality, photometric, frames, voi)
+    meta["decoded_shape"] = tuple(display.shape[-2:])
+    return XrayImage(display, meta)
+
+
+def _decode_reduced(ds: Any, frames: int, index: int | None, decode_size: int) -> tuple[np.ndarray, str] | None:
+    from mmapps_domains.medical.dicom_j2k import decode_reduced
+    from pydicom.encaps import generate_frames
+
+    if frames > 1 and index is None:
+        return None
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=frames))
+    except Exception:  # noqa: BLE001 - the full decode then reports the problem
+        return None
+    found = decode_reduced(ds, frame, decode_size)
+    return (found[0], str(ds.PhotometricInterpretation).strip().upper()) if found is not None else None
+
+
+def _display_by_lut(stored: np.ndarray, ds: Any, path: Path, bits: int, signed: bool, photometric: str,
+                    skip_degenerate: bool) -> tuple[np.ndarray, str]:
+    index = lut_index(stored, bits, signed)
+    memo: list[np.ndarray] = []
+
+    def counts() -> np.ndarray:
+        if not memo:
+            memo.append(np.bincount(index.ravel(), minlength=1 << bits))
+        return memo[0]
+
+    lut = build_display_lut(ds, path, bits, signed, photometric, counts, _apply_modality_lut, _apply_voi)
+    if skip_degenerate:
+        _refuse_degenerate(*degenerate_share_from_index(lut.table, index, counts), path, lut.voi)
+    return np.take(lut.table, index), lut.voi
 
 
 def check_not_degenerate(display: np.ndarray, path: Path, voi: str) -> None:
@@ -138,12 +189,15 @@ def check_not_degenerate(display: np.ndarray, path: Path, voi: str) -> None:
     Raises:
         DegenerateImageError: naming the share found and the window used.
     """
-    low, high = float(display.min()), float(display.max())
+    saturated = np.count_nonzero((display <= 0.0) | (display >= 1.0)) / display.size
+    _refuse_degenerate(saturated, float(display.min()), float(display.max()), path, voi)
+
+
+def _refuse_degenerate(saturated: float, low: float, high: float, path: Path, voi: str) -> None:
     if high - low < 1e-6:
         raise _fail(path, f"degenerate image: every pixel is {low:.3g} after windowing ({voi}); "
                           "almost always a window or bit-depth problem in the file (set data.options.skip_degenerate=false to keep it)",
                     DegenerateImageError)
-    saturated = np.count_nonzero((display <= 0.0) | (display >= 1.0)) / display.size
     if saturated >= DEGENERATE_SATURATION:
         raise _fail(path, f"degenerate image: {saturated:.1%} of pixels are saturated (0 or 1) after windowing ({voi}); "
                           f"accepted below {DEGENERATE_SATURATION:.0%}, as this is almost always a window or bit-depth problem "
