@@ -178,3 +178,25 @@ def test_masked_keys_contribute_nothing():
     chat = features["chat"]
     changed["chat"] = EncoderOutput(chat.tokens.masked_fill(~chat.token_mask.unsqueeze(-1), 1e3), chat.token_mask, chat.pooled)
     torch.testing.assert_close(fusion(changed, present).pooled, before, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_packed_random_dropout_keeps_one_minus_p_scaled_and_masks_the_gradient(p):
+    from mmapps.models.fusions.sdpa_layer import PackedRandomDropout
+
+    torch.manual_seed(0)
+    dropout = PackedRandomDropout(p).train()
+    x = torch.ones(400, 1001, requires_grad=True)  # odd size: the last word is partly used
+    y = dropout(x)
+    kept = y.detach() > 0
+    n = kept.numel()
+    assert abs(kept.float().mean().item() - (1 - p)) < 4 * (p * (1 - p) / n) ** 0.5
+    for lane in range(4):  # each 16-bit slice of the random words is its own uniform
+        assert abs(kept.flatten()[lane::4].float().mean().item() - (1 - p)) < 4 * (p * (1 - p) / (n / 4)) ** 0.5
+    torch.testing.assert_close(y.detach()[kept], torch.full((int(kept.sum()),), 1 / (1 - p)))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.float() / (1 - p))
+    dropout.eval()
+    assert dropout(x) is x
+    with pytest.raises(ValueError, match="probability"):
+        PackedRandomDropout(1.5)
