@@ -2,8 +2,9 @@
 
 Layout::
 
-    b"MMAPPSC1"  (8 bytes, format magic)
-    tag          (32 bytes, HMAC-SHA256 under the user's secret of magic + entry name + b"\\0" + payload)
+    b"MMAPPSC2"  (8 bytes, format magic)
+    tag          (32 bytes, HMAC-SHA256 under the user's secret of everything after it)
+    name         (40 bytes, the entry's name: hex digits)
     payload      (a safetensors file: the arrays, and the metadata as JSON in ``__metadata__["mmapps"]``)
 
 Nothing in an entry is ever executed or unpickled: safetensors holds raw little-endian arrays and
@@ -13,7 +14,6 @@ changed, if it was cut short by a killed writer, or if a valid entry was copied 
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import math
@@ -22,19 +22,16 @@ from typing import Any
 
 import numpy as np
 
-MAGIC = b"MMAPPSC1"
+MAGIC = b"MMAPPSC2"
 _TAG = 32
-_HEADER = len(MAGIC) + _TAG
+_SIGNED = len(MAGIC) + _TAG  # the tag covers data[_SIGNED:]: name + payload, one contiguous buffer
+_NAME = 40
 
 
 class EntryRefused(ValueError):
     """An entry that failed its checks (the reason says which); it is deleted and rebuilt."""
 
 
-def _tag(secret: bytes, name: str, payload: memoryview | bytes) -> bytes:
-    mac = hmac.new(secret, MAGIC + name.encode() + b"\0", hashlib.sha256)
-    mac.update(payload)
-    return mac.digest()
 
 
 def plain_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -51,7 +48,15 @@ def encode_entry(secret: bytes, name: str, arrays: Mapping[str, np.ndarray], met
     from safetensors.numpy import save
 
     payload = save({k: np.ascontiguousarray(v) for k, v in arrays.items()}, metadata={"mmapps": json.dumps(dict(meta))})
-    return MAGIC + _tag(secret, name, payload) + payload
+    signed = _name_bytes(name) + payload
+    return MAGIC + hmac.digest(secret, signed, "sha256") + signed
+
+
+def _name_bytes(name: str) -> bytes:
+    raw = name.encode()
+    if len(raw) != _NAME:
+        raise ValueError(f"cache entry names are {_NAME} characters, found {name!r}")
+    return raw
 
 
 _DTYPES = {code: np.dtype(np_code) for code, np_code in {
@@ -87,12 +92,14 @@ def decode_entry(secret: bytes, name: str, data: bytes | bytearray) -> tuple[dic
         EntryRefused: not an mmapps entry (e.g. a pickle dropped in the folder), a bad signature
             (tampered, torn, copied from another entry or signed by another key), or a bad payload.
     """
-    if len(data) < _HEADER + 8 or data[: len(MAGIC)] != MAGIC:
+    if len(data) < _SIGNED + _NAME + 8 or data[: len(MAGIC)] != MAGIC:
         raise EntryRefused("not an mmapps cache entry (wrong magic or too short)")
     view = memoryview(data)
-    payload = view[_HEADER:]
-    if not hmac.compare_digest(bytes(view[len(MAGIC) : _HEADER]), _tag(secret, name, payload)):
+    if not hmac.compare_digest(view[len(MAGIC) : _SIGNED], hmac.digest(secret, view[_SIGNED:], "sha256")):
         raise EntryRefused("signature mismatch (tampered, truncated, or written under another key)")
+    if view[_SIGNED : _SIGNED + _NAME] != _name_bytes(name):
+        raise EntryRefused("signed for another entry name (a valid entry copied or replayed under this name)")
+    payload = view[_SIGNED + _NAME :]
     try:
         return _parse_safetensors(payload)
     except (ValueError, KeyError, TypeError) as err:  # signed but unparsable: another format version

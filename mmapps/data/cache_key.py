@@ -48,10 +48,32 @@ class SourceFingerprints:
             raise ValueError(f"cache.key: found {mode!r}; accepted 'stat' (path, size, mtime) or 'content' (SHA-256 of the bytes)")
         self.mode = mode
         self._real: dict[str, str] = {}
+        self._dirs: dict[str, str] = {}
         self._digest: dict[tuple[str, int, int], str] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers start with empty memos
-        return {"mode": self.mode, "_real": {}, "_digest": {}}
+        return {"mode": self.mode, "_real": {}, "_dirs": {}, "_digest": {}}
+
+    def _realpath(self, text: str) -> str:
+        """``os.path.realpath`` with the folders memoised: a new file costs one ``lstat`` per new folder, not one per component."""
+        absolute = os.path.abspath(text)
+        if f"{os.sep}..{os.sep}" in text + os.sep:  # ".." after a symlink is not lexical: let realpath walk it
+            return os.path.realpath(text)
+        folder, name = os.path.split(absolute)
+        candidate = os.path.join(self._real_dir(folder), name)
+        return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+
+    def _real_dir(self, folder: str) -> str:
+        real = self._dirs.get(folder)
+        if real is None:
+            parent, name = os.path.split(folder)
+            if not name:
+                real = folder
+            else:
+                candidate = os.path.join(self._real_dir(parent), name)
+                real = os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+            self._dirs[folder] = real
+        return real
 
     def of(self, path: str | Path | None) -> list[Any]:
         """The fingerprint of one source (``[None]`` for an absent optional input).
@@ -64,7 +86,7 @@ class SourceFingerprints:
         text = os.fspath(path)
         real = self._real.get(text)
         if real is None:
-            real = self._real[text] = os.path.realpath(text)
+            real = self._real[text] = self._realpath(text)
         info = os.stat(real)
         if self.mode == "stat":
             return [real, info.st_size, info.st_mtime_ns]
@@ -77,5 +99,5 @@ class SourceFingerprints:
 
 def entry_name(secret: bytes, domain: str, format_version: int, config: str, fingerprints: Sequence[list[Any]], extra: Any = None) -> str:
     """The entry's file stem: HMAC-SHA256 of the whole key under the user's secret (40 hex digits)."""
-    material = json.dumps([domain, format_version, config, list(fingerprints), extra], default=str, separators=(",", ":"))
-    return hmac.new(secret, b"name\0" + material.encode(), hashlib.sha256).hexdigest()[:40]
+    material = json.dumps([domain, format_version, config, fingerprints, extra], default=str, separators=(",", ":"))
+    return hmac.digest(secret, b"name\0" + material.encode(), "sha256").hex()[:40]
