@@ -164,6 +164,7 @@ def build_datasets(cfg: Any) -> DatasetSplits:
 
         raise DataError(f"surveillance: no usable clip under {root} ({issues.summary()})")
     datasets = {s: SurveillanceDataset(e, c, opts, s, cache_dir) for s, (e, c) in by_split.items()}
-    info = {"root": str(root), "classes": opts.classes, "regime": opts.regime, **{f"clips/{s}": len(d) for s, d in datasets.items()}, **skip_counts(issues)}
+    info = {"root": str(root), "classes": opts.classes, "regime": opts.regime, **{f"clips/{s}": len(d) for s, d in datasets.items()}, **skip_counts(issues),
+            "cache": cache_dir.describe() if cache_dir is not None else "off (cache.enabled=false; recent clips kept in memory)"}
     split_of_group = {e.clip_id: s for s, (es, _) in by_split.items() for e in es}
     return DatasetSplits(datasets["train"], datasets["val"], datasets["test"], issues, split_of_group, info)
