@@ -98,24 +98,31 @@ class TextTransformerEncoder(nn.Module):
         token_mask = mask.to(device) & mb.present.to(device).unsqueeze(1)
         return EncoderOutput(tokens, token_mask, masked_mean(tokens, token_mask))
 
+    def _cached(self, text: str) -> Tensor:
+        """One text's frozen output, encoded alone (no padding), so its value never depends on the
+        batch it first came in: a cache hit per text, and bit-equal outputs after a resume."""
+        row = self._cache.get(text)
+        if row is None:
+            enc = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
+            enc = {k: v.to(self.proj.weight.device) for k, v in enc.items()}
+            with torch.no_grad():
+                row = self.backbone(**enc).last_hidden_state[0].float().cpu()  # (L, H)
+            self._cache[text] = row
+        self._cache.move_to_end(text)
+        return row
+
     def _encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
-        if self._cache_size and all(t in self._cache for t in texts):
-            rows = [self._cache[t] for t in texts]
+        if self._cache_size:
+            rows = [self._cached(t) for t in texts]
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         else:
             device = self.proj.weight.device
             enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
             enc = {k: v.to(device) for k, v in enc.items()}
             with torch.set_grad_enabled(self.finetune != "frozen" and torch.is_grad_enabled()):
                 hidden = self.backbone(**enc).last_hidden_state  # (B, L, H)
-            lengths = enc["attention_mask"].sum(1).tolist()
-            if not self._cache_size:
-                return hidden, enc["attention_mask"].bool()
-            rows = [hidden[i, :n].detach().float().cpu() for i, n in enumerate(lengths)]
-            for text, row in zip(texts, rows):
-                self._cache[text] = row
-                self._cache.move_to_end(text)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            return hidden, enc["attention_mask"].bool()
         max_len = max(r.shape[0] for r in rows)
         hidden = rows[0].new_zeros((len(rows), max_len, rows[0].shape[1]))
         mask = torch.zeros(len(rows), max_len, dtype=torch.bool)
