@@ -65,3 +65,38 @@ def get_domain(name: str) -> Domain:
     if entry.domain is None:
         raise DomainLoadError(f"domain {name!r} ({entry.target}) failed to import: {entry.error}. Install hint: {entry.install_hint}")
     return entry.domain
+
+
+@dataclass(frozen=True)
+class PartsListing:
+    """Every encoder, fusion and head mmapps can build, and the plugins whose parts failed to load."""
+
+    parts: tuple  # tuple[mmapps.registry.PartInfo, ...]
+    broken: tuple[str, ...]
+
+
+def list_parts(pattern: str = "*", kinds: tuple[str, ...] = ("encoder", "fusion", "head")) -> PartsListing:
+    """Core parts, parts of every installed domain (its ``setup`` / ``register_parts`` hook is called)
+    and entry-point parts (``mmapps.encoders``, ``mmapps.fusions``, ``mmapps.heads``), imported to check them.
+
+    A domain or entry point that fails to import is reported in ``broken``, never raised.
+    """
+    from mmapps.domain import resolve
+    from mmapps.models.build import register_core_parts
+    from mmapps.registry import ENCODERS, FUSIONS, HEADS
+
+    register_core_parts()
+    broken = []
+    for entry in discover_domains():
+        if entry.domain is None:
+            broken.append(f"domain {entry.name}: {entry.error}")
+            continue
+        if entry.domain.setup is not None:
+            try:
+                resolve(entry.domain.setup)()
+            except Exception as err:  # one broken plugin must not hide the others' parts
+                broken.append(f"domain {entry.name} setup {entry.domain.setup}: {type(err).__name__}: {err}")
+    registries = {"encoder": ENCODERS, "fusion": FUSIONS, "head": HEADS}
+    parts = tuple(info for kind in kinds for info in registries[kind].info(pattern))
+    broken += [f"{p.kind} {p.name} ({p.target} of {p.source}): {p.error}" for p in parts if p.error]
+    return PartsListing(parts, tuple(broken))

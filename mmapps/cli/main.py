@@ -6,6 +6,7 @@ Nothing heavy is imported here: ``mmapps --help`` and ``mmapps domains`` never i
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -38,6 +39,22 @@ def build_app() -> typer.Typer:
             modalities = ", ".join(f"{m.name}({m.kind})" for m in d.modalities)
             tasks = ", ".join(f"{t.name}[{t.head}, {len(t.labels)} labels]" for t in d.tasks)
             typer.echo(f"{entry.name:<14} ok      {d.description}\n{'':<14} modalities: {modalities}\n{'':<14} tasks: {tasks}\n{'':<14} from: {entry.distribution}")
+
+    @app.command("parts")
+    def parts(
+        pattern: str = typer.Argument("*", help="fnmatch pattern of part names, e.g. 'signal*'"),
+        kind: Optional[str] = typer.Option(None, "--kind", help="only encoder, fusion or head"),
+    ) -> None:
+        """List the encoders, fusions and heads you can name in a config: core, domain and plugin-provided."""
+        from mmapps.plugins import list_parts
+
+        if kind not in (None, "encoder", "fusion", "head"):
+            raise typer.BadParameter(f"found {kind!r}; expected encoder, fusion or head", param_hint="--kind")
+        listing = list_parts(pattern, (kind,) if kind else ("encoder", "fusion", "head"))
+        for p in listing.parts:
+            typer.echo(f"{p.kind:<8} {p.name:<22} {p.source:<22} {p.target if p.error is None else 'BROKEN'}")
+        for line in listing.broken:
+            typer.echo(f"broken: {line}", err=True)
 
     app.add_typer(build_cache_app(), name="cache", help="The preprocessed-sample cache: info, clear.")
     for entry in discover_domains():

@@ -71,6 +71,9 @@ def build_fusion_model(cfg: RunConfig, domain: Domain) -> nn.Module:
 
 
 def _construct(cls: type, where: str, **kwargs: object) -> nn.Module:
+    from mmapps.registry import check_options
+
+    check_options(cls, kwargs, where, supplied=("dim", "modality_to_dim", "in_dim", "num_labels", "per_timestep"))
     try:
         return cls(**kwargs)
     except TypeError as err:

@@ -1,4 +1,9 @@
-"""Standard dataset-level metrics over prediction records, with bootstrap CIs by group."""
+"""Standard dataset-level metrics over prediction records, with bootstrap CIs by group.
+
+The ready-made ``TaskSpec.metrics`` functions, one per standard head (table in docs/parts.md):
+`multiclass_metrics`, `multilabel_metrics`, `regression_metrics`, `timestep_metrics`; all write
+``<metric>/ci_low`` and ``<metric>/ci_high`` (see `mmapps.tasks.intervals`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,11 @@ import numpy as np
 
 from mmapps.errors import PredictionError
 from mmapps.metrics import accuracy, bootstrap_ci, macro_f1, roc_auc
+from mmapps.tasks.multilabel import multilabel_metrics
+from mmapps.tasks.regression import regression_metrics
+from mmapps.tasks.timestep import timestep_metrics
+
+__all__ = ["check_finite_predictions", "multiclass_metrics", "multilabel_metrics", "regression_metrics", "timestep_metrics"]
 
 MAX_NAMED_SAMPLES = 5
 

@@ -61,11 +61,14 @@ def primary_key(domain: Domain) -> str:
     return f"{task.name}/{task.primary_metric}" if len(domain.tasks) > 1 else task.primary_metric
 
 
-def build_loss(ref: Any, cfg: RunConfig, train_set: Any) -> Any:
+def build_loss(ref: Any, cfg: RunConfig, train_set: Any, task: str | None = None) -> Any:
     """Resolve a `TaskSpec.losses` reference: a function is used as is; a class is built once per
-    run as ``cls(cfg, train_set)`` (losses that depend on the training data, such as pos_weight)."""
+    run as ``cls(cfg, train_set)`` (losses that depend on the training data, such as pos_weight),
+    with ``task=<task name>`` when its constructor takes a ``task`` parameter."""
     loss = resolve(ref)
-    return loss(cfg, train_set) if inspect.isclass(loss) else loss
+    if not inspect.isclass(loss):
+        return loss
+    return loss(cfg, train_set, task=task) if task is not None and "task" in inspect.signature(loss).parameters else loss(cfg, train_set)
 
 
 class Trainer:
@@ -98,7 +101,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self._batch_hooks = [cb for cb in self.callbacks if type(cb).on_train_batch_end is not Callback.on_train_batch_end]
         self.optimizer = build_optimizer((p for p in self.model.parameters() if p.requires_grad), cfg.train, runtime.device)
-        self.losses = {t.name: [(name, build_loss(ref, cfg, train_set), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
+        self.losses = {t.name: [(name, build_loss(ref, cfg, train_set, t.name), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
         self.batches_per_epoch = len(self.train_loader) if cfg.train.max_steps_per_epoch is None else min(len(self.train_loader), cfg.train.max_steps_per_epoch)
         self.optimizer_steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / cfg.train.grad_accum_steps))
         self.total_steps = self.optimizer_steps_per_epoch * cfg.train.epochs
