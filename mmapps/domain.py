@@ -42,7 +42,7 @@ import importlib
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Literal, Mapping
 
-ModalityKind = Literal["image", "text", "audio", "video", "pointcloud", "chat", "tabular", "features"]
+ModalityKind = Literal["image", "text", "audio", "video", "pointcloud", "chat", "tabular", "features", "signal"]
 Ref = Any  # a callable, or "package.module:attribute"
 
 
@@ -64,7 +64,8 @@ class ModalitySpec:
 
     Args:
         name: key in `Sample.inputs` and in the model's encoder dict.
-        kind: what the data is (image, text, audio, video, pointcloud, chat, tabular, features).
+        kind: what the data is (image, text, audio, video, pointcloud, chat, tabular, features, signal:
+            multichannel 1-D samples ``(S, C)``, see `mmapps.readers.signal`).
         reader: human-readable name of the reader and accepted formats (shown by ``mmapps domains``).
         layout: how samples are collated: fixed, padded, packed or text (see `mmapps.data.sample`).
         optional: True when a sample may lack it (it can then be removed at test time).

@@ -28,6 +28,7 @@ ENCODER_CASES = {
     "tabular_mlp": ({"in_features": 5, "hidden": 8}, "fixed", lambda i: torch.randn(5)),
     "features_mlp": ({"in_features": 6}, "padded", lambda i: torch.randn(3 + i, 6)),
     "identity": ({}, "padded", lambda i: torch.randn(4, D)),
+    "signal_resnet1d": ({"in_channels": 3, "width": 8, "stride": 4}, "padded", lambda i: torch.randn(40 + 12 * i, 3)),
 }
 
 

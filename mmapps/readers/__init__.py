@@ -1,0 +1,1 @@
+"""Core readers that plugins reuse: each checks its input, reads, and returns ``(array, metadata)``."""
