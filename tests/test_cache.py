@@ -275,3 +275,18 @@ def test_non_json_metadata_is_refused_at_write(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="plain JSON metadata only"):
         cache.get_or_compute([_source(tmp_path)], lambda: ({"a": np.zeros(2)}, {"obj": object()}))
     assert not list((tmp_path / "c").rglob("*.mmc"))
+
+
+def test_code_digest_follows_the_source_of_the_named_modules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from mmapps.data.cache import code_digest
+
+    module = tmp_path / "toy_reader_for_cache.py"
+    module.write_text("SCALE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.invalidate_caches()
+    before = code_digest("toy_reader_for_cache", "json")
+    assert code_digest("toy_reader_for_cache", "json") == before
+    module.write_text("SCALE = 2  # a changed reader\n")
+    assert code_digest("toy_reader_for_cache", "json") != before
