@@ -56,6 +56,9 @@ def build_app() -> typer.Typer:
         for line in listing.broken:
             typer.echo(f"broken: {line}", err=True)
 
+    from mmapps.scaffold.cli import add_new_domain_command
+
+    add_new_domain_command(app)
     app.add_typer(build_cache_app(), name="cache", help="The preprocessed-sample cache: info, clear.")
     for entry in discover_domains():
         app.add_typer(build_domain_app(entry), name=entry.name, help=entry.domain.description if entry.domain else f"(failed to load: {entry.error})")
