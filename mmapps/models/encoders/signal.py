@@ -1,5 +1,8 @@
 """Multichannel 1-D signal encoder (ECG, EEG, accelerometers, vital signs): a ResNet1d with a fixed stride.
 
+Normalisation (per sample, per channel group) uses the statistics of the whole real signal, so the
+encoder is not causal: for streaming, encode each window on its own (the ``(B, W, S_w, C)`` input).
+
 Token ``t`` summarises samples ``[t * stride, (t + 1) * stride)``, so tokens stay aligned with time
 (``t * stride / fs`` seconds) and with other modalities' time steps for per-time-step fusion.
 """
@@ -17,26 +20,51 @@ from mmapps.models.types import EncoderOutput
 from mmapps.registry import ENCODERS
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    """Per-sample normalisation: batch statistics would mix absent (zero-filled) samples into present ones."""
-    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+class MaskedGroupNorm(nn.GroupNorm):
+    """GroupNorm over the real time steps of each sample only, zero on padding.
+
+    Per-sample statistics keep absent (zero-filled) samples out of present ones (BatchNorm would
+    mix them); masking keeps a signal's encoding independent of how far the batch pads it.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(8 if channels % 8 == 0 else 1, channels)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:  # type: ignore[override]
+        N, C, L = x.shape
+        G = self.num_groups
+        grouped = x.view(N, G, C // G, L)  # (N, G, C/G, L)
+        m = mask.view(N, 1, 1, L).to(x.dtype)
+        count = (m.sum((2, 3)) * (C // G)).clamp_min(1.0)  # (N, G)
+        mean = (grouped * m).sum((2, 3)) / count
+        var = (((grouped - mean[..., None, None]) ** 2) * m).sum((2, 3)) / count
+        normed = ((grouped - mean[..., None, None]) / torch.sqrt(var[..., None, None] + self.eps)).view(N, C, L)
+        return (normed * self.weight.view(1, C, 1) + self.bias.view(1, C, 1)) * mask.unsqueeze(1).to(x.dtype)
 
 
 class ResidualBlock1d(nn.Module):
-    """conv(k, stride) -> norm -> ReLU -> conv(k) -> norm, plus a (1x1, stride) shortcut, then ReLU."""
+    """conv(k, stride) -> norm -> ReLU -> conv(k) -> norm, plus a (1x1, stride) shortcut, then ReLU; padding stays 0."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, residual: bool) -> None:
         super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False), _norm(c_out), nn.ReLU(inplace=True),
-            nn.Conv1d(c_out, c_out, kernel, padding=kernel // 2, bias=False), _norm(c_out),
-        )  # fmt: skip
-        self.residual = residual
-        self.shortcut = nn.Identity() if c_in == c_out and stride == 1 else nn.Sequential(nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False), _norm(c_out))
+        self.stride, self.residual = stride, residual
+        self.conv1 = nn.Conv1d(c_in, c_out, kernel, stride=stride, padding=kernel // 2, bias=False)
+        self.norm1 = MaskedGroupNorm(c_out)
+        self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=kernel // 2, bias=False)
+        self.norm2 = MaskedGroupNorm(c_out)
+        self.project = c_in != c_out or stride != 1
+        if self.project:
+            self.shortcut = nn.Conv1d(c_in, c_out, 1, stride=stride, bias=False)
+            self.shortcut_norm = MaskedGroupNorm(c_out)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.body(x)
-        return torch.relu(out + self.shortcut(x) if self.residual else out)
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, C, L) with (N, L) mask -> (N, C', ceil(L / stride)) with its mask."""
+        out_mask = mask[:, :: self.stride]  # (N, L'): a step is real if its first input sample is
+        out = torch.relu(self.norm1(self.conv1(x), out_mask))
+        out = self.norm2(self.conv2(out), out_mask)
+        if self.residual:
+            out = out + (self.shortcut_norm(self.shortcut(x), out_mask) if self.project else x)
+        return torch.relu(out), out_mask
 
 
 @ENCODERS.register("signal_resnet1d")
@@ -70,7 +98,8 @@ class SignalResNet1dEncoder(nn.Module):
         if in_channels < 1 or blocks < 1:
             raise ValueError(f"signal_resnet1d: in_channels and blocks must be >= 1, found {in_channels} and {blocks}")
         self.stride, self.normalize, self.in_channels = stride, normalize, in_channels
-        self.stem = nn.Sequential(nn.Conv1d(in_channels, width, kernel, padding=kernel // 2, bias=False), _norm(width), nn.ReLU(inplace=True))
+        self.stem = nn.Conv1d(in_channels, width, kernel, padding=kernel // 2, bias=False)
+        self.stem_norm = MaskedGroupNorm(width)
         stages: list[nn.Module] = []
         channels = width
         for i in range(max(int(math.log2(stride)), 1)):
@@ -78,7 +107,7 @@ class SignalResNet1dEncoder(nn.Module):
             for b in range(blocks):
                 stages.append(ResidualBlock1d(channels, out, kernel, 2 if b == 0 and stride > 1 else 1, residual))
                 channels = out
-        self.stages = nn.Sequential(*stages)
+        self.stages = nn.ModuleList(stages)
         self.proj = nn.Linear(channels, dim)
         self.out_dim = dim
 
@@ -90,9 +119,10 @@ class SignalResNet1dEncoder(nn.Module):
             mean = x.sum(1, keepdim=True) / count
             var = ((x - mean) ** 2 * mask.unsqueeze(-1)).sum(1, keepdim=True) / count
             x = (x - mean) / (var.sqrt() + 1e-6) * mask.unsqueeze(-1)  # (N, S, C)
-        fmap = self.stages(self.stem(x.transpose(1, 2)))  # (N, C', T)
-        tokens = self.proj(fmap.transpose(1, 2))  # (N, T, D)
-        return tokens, mask[:, :: self.stride][:, : tokens.shape[1]]
+        fmap = torch.relu(self.stem_norm(self.stem(x.transpose(1, 2)), mask))  # (N, C, S)
+        for stage in self.stages:
+            fmap, mask = stage(fmap, mask)  # (N, C', S / 2^k), (N, S / 2^k)
+        return self.proj(fmap.transpose(1, 2)), mask  # (N, T, D), (N, T)
 
     def forward(self, mb: ModalityBatch) -> EncoderOutput:
         x = mb.data
