@@ -15,7 +15,7 @@ warm cache folder: command wall and CPU time, and the mean epoch seconds from ``
 plus one cold run (a fresh folder, whose indexing decode fills the cache for the epochs).
 
 Rounds alternate A B A B ... in one process (>= 7), median and min of wall and CPU time per round.
-Writes ``benchmarks/results/medical_cache.{json,md}``.
+Writes ``benchmarks/results/medical_cache.{json,md}`` (part 1) and ``medical_cache_train.{json,md}`` (part 2).
 
 Usage: python benchmarks/medical_cache.py [--n 60] [--size 128] [--copies 4] [--rounds 7] [--train-rounds 7] [--train-n 40] [--train-epochs 3]
 """
@@ -173,12 +173,12 @@ def main() -> None:
         reads = {label: warm_reads(files, args.size, work / label, args.rounds) for label, files in sets.items()}
         for label, r in reads.items():
             print(f"{label}: {r['images']} images, mmapps {r['mmapps']['wall_median'] * 1e3:.3f} ms/img, MONAI {r['monai']['wall_median'] * 1e3:.3f} ms/img, ratio {r['ratio_wall_median']:.1f}x")
-        train = None
-        if args.train_rounds:
+        write_results("medical_cache", {"args": vars(args), "warm_read": reads, "machine": machine()}, _markdown(args, reads, None))
+        if args.train_rounds:  # written separately: a failed train run never loses the warm-read table
             train_demo = write_demo_data(work / "train-demo", n=args.train_n, seed=0)
             train = train_rounds(train_demo, work, args.train_rounds, args.train_epochs)
             print(f"train cache off {train['off']['wall_median']:.1f} s, warm {train['warm']['wall_median']:.1f} s, cold once {train['cold_once']['wall']:.1f} s")
-        write_results("medical_cache", {"args": vars(args), "warm_read": reads, "train": train, "machine": machine()}, _markdown(args, reads, train))
+            write_results("medical_cache_train", {"args": vars(args), "train": train, "machine": machine()}, _markdown(args, {}, train))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -188,7 +188,10 @@ def _markdown(args: argparse.Namespace, reads: dict, train: dict | None) -> str:
     rows = [[label, r["images"], ms(r["mmapps"]["wall_median"]), ms(r["mmapps"]["wall_min"]), ms(r["mmapps"]["cpu_median"]),
              ms(r["monai"]["wall_median"]), ms(r["monai"]["wall_min"]), ms(r["monai"]["cpu_median"]), r["ratio_wall_median"], r["ratio_wall_min"], r["ratio_cpu_median"]]
             for label, r in reads.items()]
-    text = (
+    if not reads:
+        text = "# Preprocessed-sample cache in `mmapps medical train`\n\n" + f"`python benchmarks/medical_cache.py --train-rounds {args.train_rounds} --train-n {args.train_n} --train-epochs {args.train_epochs}`."
+    else:
+        text = (
         "# Preprocessed-sample cache\n\n"
         f"`python benchmarks/medical_cache.py --n {args.n} --size {args.size} --copies {args.copies} --rounds {args.rounds} "
         f"--train-rounds {args.train_rounds} --train-n {args.train_n} --train-epochs {args.train_epochs}`; rounds alternated A B A B in one process.\n\n"
@@ -198,7 +201,7 @@ def _markdown(args: argparse.Namespace, reads: dict, train: dict | None) -> str:
         "`build_cached_preprocess` (stat key, HMAC-SHA256-checked safetensors entry).\n\n"
         + table(["files", "images", "mmapps ms/img median", "min", "CPU ms", "MONAI ms/img median", "min", "CPU ms",
                  "speed-up (median)", "speed-up (min)", "CPU speed-up"], rows)
-    )
+        )
     if train:
         o, w, c = train["off"], train["warm"], train["cold_once"]
         text += (
