@@ -43,6 +43,7 @@ import numpy as np
 from mmapps_domains.medical.dicom_lut import (
     MAX_LUT_BITS,
     build_display_lut,
+    clip_affine,
     degenerate_share_from_index,
     lut_index,
 )
@@ -55,6 +56,8 @@ from mmapps_domains.medical.dicom_open import (  # noqa: F401 - re-exported: the
 from mmapps_domains.medical.dicom_open import (
     fail as _fail,
 )
+from mmapps_domains.medical.dicom_pixels import decode_pixels, native_frame
+from mmapps_domains.medical.dicom_resize import area_resize, resize_then_window, resized_shape
 from mmapps_domains.medical.dicom_syntax import check_pixel_data_matches_syntax
 
 MultiframePolicy = Literal["first", "all", "reject"]
@@ -91,6 +94,7 @@ def read_dicom_xray(
     skip_degenerate: bool = True,
     decode_size: int | None = None,
     pipeline: Literal["lut", "reference"] = "lut",
+    resize_to: int | None = None,
 ) -> XrayImage:
     """Read one radiograph into display space.
 
@@ -106,6 +110,9 @@ def read_dicom_xray(
             the array may be smaller than Rows x Columns (``metadata["decoded_shape"]``). None: full size.
         pipeline: ``lut`` (one lookup table per file, `mmapps_domains.medical.dicom_lut`) or
             ``reference`` (the float steps at full resolution; same values, kept to test against).
+        resize_to: return the image area-resized (MONAI ``Resize(size_mode="longest", mode="area")``:
+            the longest side of Rows x Columns to this size); a window that is a clipped line is then
+            applied after the resize (`mmapps_domains.medical.dicom_resize`). None: no resize.
 
     Returns:
         `XrayImage` with a float32 array in [0, 1] (1 = bright) and `XrayMetadata`.
@@ -128,16 +135,27 @@ def read_dicom_xray(
         raise _fail(path, f"PhotometricInterpretation is {header_photometric!r}; chest radiographs must be MONOCHROME1 or MONOCHROME2 (set data.options.allow_color=true to convert colour images to luminance)")
     check_pixel_data_matches_syntax(ds, path)
     index = 0 if frames > 1 and multiframe == "first" else None
-    reduced = _decode_reduced(ds, frames, index, decode_size) if decode_size and header_photometric.startswith("MONO") else None
-    stored, photometric = reduced if reduced is not None else decode_pixels(ds, path, index=index)
+    mono = header_photometric.startswith("MONO")
+    reduced = _decode_reduced(ds, frames, index, decode_size) if decode_size and mono else None
+    native = native_frame(ds, index) if reduced is None and pipeline == "lut" and mono else None
+    if reduced is not None:
+        stored, photometric = reduced
+    elif native is not None:
+        stored, photometric = native, header_photometric
+    else:
+        stored, photometric = decode_pixels(ds, path, index=index)
+    decoded_shape = tuple(stored.shape[-2:])
+    rows, columns = int(ds.get("Rows", 0) or 0) or stored.shape[-2], int(ds.get("Columns", 0) or 0) or stored.shape[-1]
+    out_shape = resized_shape(rows, columns, resize_to) if resize_to else None
     bits, signed = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16), int(ds.get("PixelRepresentation", 0) or 0) == 1
+    resized = False
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         from mmapps_domains.medical.dicom_color import color_to_luminance
 
         display, voi = color_to_luminance(stored, photometric, ds, path), f"none (colour {photometric}: display values)"
         photometric = "MONOCHROME2"
     elif pipeline == "lut" and stored.dtype.kind in "iu" and stored.dtype.itemsize <= 2 and bits <= MAX_LUT_BITS:
-        display, voi = _display_by_lut(stored, ds, path, bits, signed, photometric, skip_degenerate)
+        display, voi, resized = _display_by_lut(stored, ds, path, bits, signed, photometric, skip_degenerate, out_shape)
         skip_degenerate = False  # checked on the histogram
     else:
         stored = _honour_bits_stored(stored, bits, int(signed))
@@ -148,8 +166,10 @@ def read_dicom_xray(
     display = np.ascontiguousarray(display, dtype=np.float32)
     if skip_degenerate:
         check_not_degenerate(display, path, voi)
+    if out_shape is not None and not resized:
+        display = area_resize(display, out_shape)
     meta = _metadata(ds, modality, photometric, frames, voi)
-    meta["decoded_shape"] = tuple(display.shape[-2:])
+    meta["decoded_shape"] = decoded_shape
     return XrayImage(display, meta)
 
 
@@ -168,19 +188,28 @@ def _decode_reduced(ds: Any, frames: int, index: int | None, decode_size: int) -
 
 
 def _display_by_lut(stored: np.ndarray, ds: Any, path: Path, bits: int, signed: bool, photometric: str,
-                    skip_degenerate: bool) -> tuple[np.ndarray, str]:
-    index = lut_index(stored, bits, signed)
+                    skip_degenerate: bool, out_shape: tuple[int, int] | None) -> tuple[np.ndarray, str, bool]:
+    """Display image through the file's table -> (image, voi, resized to ``out_shape`` already)."""
+    if not signed and stored.dtype.kind == "u" and int(stored.max()) < (1 << bits):
+        index = stored  # no bit above BitsStored is set: the stored values are the indices
+    else:
+        index = lut_index(stored, bits, signed)
+    low, high = int(index.min()), int(index.max())
     memo: list[np.ndarray] = []
 
     def counts() -> np.ndarray:
         if not memo:
-            memo.append(np.bincount(index.ravel(), minlength=1 << bits))
+            memo.append(np.bincount(index.ravel(), minlength=high + 1)[low:])
         return memo[0]
 
-    lut = build_display_lut(ds, path, bits, signed, photometric, counts, _apply_modality_lut, _apply_voi)
+    lut = build_display_lut(ds, path, bits, signed, photometric, counts, _apply_modality_lut, _apply_voi, span=(low, high))
+    line = clip_affine(lut) if out_shape is not None and index.ndim == 2 else None
     if skip_degenerate:
-        _refuse_degenerate(*degenerate_share_from_index(lut.table, index, counts), path, lut.voi)
-    return np.take(lut.table, index), lut.voi
+        _refuse_degenerate(*degenerate_share_from_index(lut, index, counts, monotonic=line is not None), path, lut.voi)
+    if line is not None:
+        return resize_then_window(index, (low, high), line, out_shape), lut.voi, True
+    display = np.take(lut.table, index - index.dtype.type(low) if low else index)
+    return (area_resize(display, out_shape), lut.voi, True) if out_shape is not None else (display, lut.voi, False)
 
 
 def check_not_degenerate(display: np.ndarray, path: Path, voi: str) -> None:
@@ -217,30 +246,6 @@ class DicomXrayReader:
 
     def read(self, filename: str | Path) -> XrayImage:
         return read_dicom_xray(filename, **self.options)
-
-
-def decode_pixels(ds: Any, path: Path, index: int | None = None) -> tuple[np.ndarray, str]:
-    """Decode the pixel data (frame ``index`` only, or every frame) -> (array, photometric of the array).
-
-    The photometric interpretation returned is the decoder's (pydicom converts YBR JPEG to RGB
-    while the header still says YBR). Every failure is a `DicomReadError` naming the transfer syntax.
-    """
-    from pydicom.pixels import get_decoder
-
-    syntax = ds.file_meta.get("TransferSyntaxUID")
-    name = f"{getattr(syntax, 'name', syntax)} ({syntax})"
-    try:
-        decoder = get_decoder(syntax)
-    except Exception:  # noqa: BLE001 - third-party pixel code raises any type; wrapped as the reader's error
-        raise _fail(path, f"transfer syntax {name} is not one pydicom can decode; accepted: native, deflate, RLE, JPEG, JPEG-LS, JPEG 2000") from None
-    if not decoder.is_available:
-        raise _fail(path, f"transfer syntax {name} cannot be decoded by the installed plugins; install pylibjpeg, pylibjpeg-libjpeg, pylibjpeg-openjpeg, pyjpegls")
-    try:
-        arr, meta = decoder.as_array(ds, index=index)
-    except Exception as err:  # noqa: BLE001 - third-party pixel code raises any type; wrapped as the reader's error
-        raise _fail(path, f"pixel data could not be decoded (truncated, corrupt, or not encoded as the transfer syntax {name} claims): {type(err).__name__}: {err}") from None
-    photometric = str(meta.get("photometric_interpretation") or ds.get("PhotometricInterpretation", "")).strip().upper()
-    return np.asarray(arr), photometric
 
 
 def _honour_bits_stored(arr: np.ndarray, bits_stored: int, pixel_representation: int) -> np.ndarray:

@@ -5,11 +5,14 @@ output as MONAI's ``Resize(size_mode="longest", mode="area")`` + ``SpatialPad`` 
 ``NormalizeIntensity`` on the reader's display-space image (`build_monai_preprocess`, kept as the
 reference), computed without MONAI's per-call bookkeeping:
 
-- the reader applies the grayscale pipeline as one lookup table (`dicom_lut`) and decodes JPEG
-  2000 at the reduced resolution level that keeps >= 2x the target size (`dicom_j2k`);
+- the reader views native pixel data in place and decodes JPEG-LS with CharLS (`dicom_pixels`),
+  applies the grayscale pipeline as one lookup table (`dicom_lut`) and decodes JPEG 2000 at the
+  reduced resolution level that keeps >= 2x the target size (`dicom_j2k`);
 - the resize is the same area filter (``torch.nn.functional.interpolate(mode="area")``, an exact
   box average, the cheapest filter that does not alias when shrinking 8-15x), to the size MONAI
-  computes from the header's Rows x Columns (so a reduced decode gives the same output shape);
+  computes from the header's Rows x Columns (so a reduced decode gives the same output shape),
+  done inside the reader: when the window is a clipped line over the image's values it runs on
+  the stored values before the window (`dicom_resize`), so nothing is windowed at full resolution;
 - padding is centred as ``SpatialPad`` pads, and the z-score uses the population std, as MONAI.
 """
 
@@ -20,9 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from mmapps_domains.medical.dicom_resize import resized_shape  # noqa: F401 - part of this module's API
 from mmapps_domains.medical.options import MedicalDataOptions, reader_options
 
-PREPROCESS_ID = "read_dicom_xray/v3-lut-j2k-reduce"
+PREPROCESS_ID = "read_dicom_xray/v4-resize-before-window"
 
 
 def preprocess_config(options: MedicalDataOptions) -> dict[str, Any]:
@@ -36,26 +40,16 @@ def preprocess_config(options: MedicalDataOptions) -> dict[str, Any]:
     }
 
 
-def resized_shape(rows: int, columns: int, size: int) -> tuple[int, int]:
-    """MONAI ``Resize(size_mode="longest")``'s output shape."""
-    scale = size / max(rows, columns)
-    return int(round(rows * scale)), int(round(columns * scale))
-
-
-def resize_pad_normalise(image: np.ndarray, out_shape: tuple[int, int], size: int) -> np.ndarray:
-    """(H, W) display image -> (1, size, size) float32: area resize to ``out_shape``, centre pad, z-score."""
-    import torch
-    import torch.nn.functional as F
-
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None, None]  # (1, 1, H, W)
-    if tuple(x.shape[-2:]) != out_shape:
-        x = F.interpolate(x, size=out_shape, mode="area")
-    out = torch.zeros((1, size, size), dtype=torch.float32)
-    top, left = (size - out_shape[0]) // 2, (size - out_shape[1]) // 2
-    out[0, top : top + out_shape[0], left : left + out_shape[1]] = x[0, 0]
-    mean, std = out.mean(), out.std(unbiased=False)
-    out = (out - mean) / (std if float(std) != 0.0 else 1.0)
-    return out.numpy()
+def pad_normalise(image: np.ndarray, size: int) -> np.ndarray:
+    """(h, w) resized display image -> (1, size, size) float32: centre pad with 0 as ``SpatialPad``, z-score as ``NormalizeIntensity``."""
+    h, w = image.shape
+    out = np.zeros((1, size, size), dtype=np.float32)
+    top, left = (size - h) // 2, (size - w) // 2
+    out[0, top : top + h, left : left + w] = image
+    mean, std = out.mean(dtype=np.float64), out.std(dtype=np.float64)
+    out -= np.float32(mean)
+    out /= np.float32(std if std != 0.0 else 1.0)
+    return out
 
 
 def build_preprocess(options: MedicalDataOptions) -> Callable[[Path], tuple[np.ndarray, dict]]:
@@ -66,9 +60,8 @@ def build_preprocess(options: MedicalDataOptions) -> Callable[[Path], tuple[np.n
     kwargs = reader_options(options)
 
     def preprocess(path: Path) -> tuple[np.ndarray, dict]:
-        image, meta = read_dicom_xray(path, decode_size=size, **kwargs)
-        out_shape = resized_shape(meta["rows"] or image.shape[-2], meta["columns"] or image.shape[-1], size)
-        return resize_pad_normalise(image, out_shape, size), dict(meta)
+        image, meta = read_dicom_xray(path, decode_size=size, resize_to=size, **kwargs)
+        return pad_normalise(image, size), dict(meta)
 
     return preprocess
 

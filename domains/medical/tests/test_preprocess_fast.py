@@ -2,7 +2,8 @@
 reference (float steps at full resolution + MONAI Resize / SpatialPad / NormalizeIntensity).
 
 Tolerances: the lookup table reproduces the reference to float32 rounding (1e-6 in display
-values, 1e-4 in z-scored output). A reduced JPEG 2000 decode replaces the first 2**level box
+values, 1e-4 in z-scored output), also when a window that is a clipped line is applied after the
+area resize (the resize is linear, so clip -> resize -> line equals line -> resize). A reduced JPEG 2000 decode replaces the first 2**level box
 average by the codestream's wavelet low-pass band: on the real CR files its z-scored 128 px output
 differs from the full decode by a mean of <= 0.02 and a 99th percentile of <= 0.15 (z units).
 """
@@ -99,3 +100,69 @@ def test_jpeg2000_is_reduced_only_while_twice_the_target_remains(tmp_path, size,
     assert meta["decoded_shape"] == decoded and a.shape == (1, size, size)
     if decoded == (64, 48):
         np.testing.assert_allclose(a, build_monai_preprocess(MedicalDataOptions(image_size=size))(path)[0], atol=1e-4)
+
+
+def test_real_cr_with_a_clipping_window_is_exact():
+    """RG3's window (c=550, w=1024) clips the low end of its 0-1023 values: clipped, resized, then windowed."""
+    from pydicom.data import get_testdata_file
+
+    options = MedicalDataOptions(image_size=128)
+    path = get_testdata_file("RG3_UNCR.dcm")
+    a, _ = build_preprocess(options)(path)
+    np.testing.assert_allclose(a, build_monai_preprocess(options)(path)[0], atol=1e-4)
+
+
+def test_the_table_is_recognised_as_a_clipped_line_only_when_it_is_one(tmp_path):
+    from mmapps_domains.medical import dicom
+    from mmapps_domains.medical.dicom_lut import build_display_lut, clip_affine
+    from mmapps_domains.medical.dicom_open import open_dataset
+
+    def line_of(path):
+        ds = open_dataset(path)
+        lut = build_display_lut(ds, path, int(ds.BitsStored), int(ds.PixelRepresentation) == 1, str(ds.PhotometricInterpretation),
+                                lambda: np.ones(1 << int(ds.BitsStored)), dicom._apply_modality_lut, dicom._apply_voi)
+        return lut, clip_affine(lut)
+
+    expected = {"w.dcm": True, "m1.dcm": True, "p.dcm": True, "s.dcm": True, "sp.dcm": True, "sig.dcm": False, "voi.dcm": False}
+    for path in _cases(tmp_path):
+        lut, line = line_of(path)
+        assert (line is not None) == expected[path.name], path.name
+        if line is not None:  # the line reproduces every table entry
+            index = np.arange(lut.start, lut.start + lut.table.size)
+            np.testing.assert_allclose(np.clip(line.slope * index + line.intercept, 0, 1), lut.table, atol=1e-6)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_native_pixels_are_viewed_as_pydicom_decodes_them(tmp_path, signed):
+    import pydicom
+    from mmapps_domains.medical.dicom_pixels import native_frame
+
+    rng = np.random.default_rng(1)
+    stored = rng.integers(-2048 if signed else 0, 2048 if signed else 4096, size=(3, 20, 30))
+    tags = XrayTags(pixel_representation=int(signed), window=(0, 3000))
+    for syntax in ("explicit_le", "implicit_le", "deflate"):
+        ds = pydicom.dcmread(write_xray_dicom(tmp_path / f"{syntax}.dcm", stored, tags, syntax))
+        for index in (0, 2):
+            np.testing.assert_array_equal(native_frame(ds, index), ds.pixel_array[index], err_msg=syntax)
+        assert native_frame(ds, None) is None  # every frame: left to pydicom
+        single = pydicom.dcmread(write_xray_dicom(tmp_path / f"one_{syntax}.dcm", stored[0], tags, syntax))
+        np.testing.assert_array_equal(native_frame(single, None), single.pixel_array)
+    big = pydicom.dcmread(write_xray_dicom(tmp_path / "be.dcm", stored[0], tags, "explicit_be"))
+    assert native_frame(big, None) is None
+
+
+def test_jpeg_ls_is_decoded_by_charls_to_the_values_libjpeg_gives(tmp_path):
+    import pydicom
+    from mmapps_domains.medical.dicom_pixels import decode_pixels
+    from pydicom.pixels import get_decoder
+
+    stored = np.random.default_rng(3).integers(0, 4096, size=(40, 36))
+    path = write_xray_dicom(tmp_path / "jls.dcm", stored, XrayTags(window=(2048, 4096)), "jpegls")
+    ds = pydicom.dcmread(path)
+    decoder = get_decoder(ds.file_meta.TransferSyntaxUID)
+    assert "pyjpegls" in decoder.available_plugins
+    other, _ = decoder.as_array(ds, decoding_plugin="pylibjpeg")
+    ours, photometric = decode_pixels(ds, path)
+    np.testing.assert_array_equal(ours, other)
+    np.testing.assert_array_equal(ours, stored)
+    assert photometric == "MONOCHROME2"
