@@ -118,7 +118,7 @@ class StreamingScorer:
         self.key_time = torch.zeros(0, dtype=torch.long)  # time of every cached key (-1: the summary token)
         self.t = 0
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self, window_batch: Any) -> Tensor:
         """Logits (C,) of the next window; ``window_batch`` is a collated `Batch` of one clip and one window."""
         present = {m: window_batch.inputs[m].present for m in self.modalities}

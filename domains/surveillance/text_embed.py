@@ -50,6 +50,15 @@ def embed_texts(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
+def pooled_chat_vector(embeddings: np.ndarray) -> np.ndarray:
+    """One window's chat vector (385,) from its messages' embeddings (n, 384): their mean and log(1 + n); zeros for n = 0."""
+    out = np.zeros(EMBED_DIM + 1, np.float32)
+    if len(embeddings):
+        out[:EMBED_DIM] = embeddings.mean(0)
+        out[EMBED_DIM] = np.log1p(len(embeddings))
+    return out
+
+
 def window_chat_vectors(texts_per_window: Sequence[Sequence[str]]) -> np.ndarray:
     """Per-window chat vector: mean embedding of the window's messages and log(1 + count).
 
@@ -61,8 +70,6 @@ def window_chat_vectors(texts_per_window: Sequence[Sequence[str]]) -> np.ndarray
     out = np.zeros((len(texts_per_window), EMBED_DIM + 1), np.float32)
     i = 0
     for w, texts in enumerate(texts_per_window):
-        if texts:
-            out[w, :EMBED_DIM] = emb[i : i + len(texts)].mean(0)
-            out[w, EMBED_DIM] = np.log1p(len(texts))
-            i += len(texts)
+        out[w] = pooled_chat_vector(emb[i : i + len(texts)])
+        i += len(texts)
     return out

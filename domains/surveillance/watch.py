@@ -109,45 +109,64 @@ def read_watch_chat(chat: Path, start_time: str | None, on_error: str = "stop") 
 
 
 def window_batches(clip: Path, cfg: Any, domain: Any, modalities: list[str], audio: Path | None, chat: Path | None, start_time: str | None,
-                   messages: list[Any] | None = None) -> Iterator[tuple[Any, Any]]:
+                   messages: list[Any] | None = None, prefetch: int = 0) -> Iterator[tuple[Any, Any]]:
     """Yield (media window, collated one-window `Batch`) as the clip is decoded.
 
     ``chat`` is read with the ``stop`` policy (`read_watch_chat`); pass ``messages`` instead
-    (read by the caller under its policy) to skip that.
+    (read by the caller under its policy) to skip that. With ``prefetch`` > 0, decoding and
+    featurising run that many windows ahead in a background thread (`prefetch.prefetched`), so
+    the caller's scoring of a window overlaps the decoding of the next; the numbers are the same.
     """
-
-    from mmapps_domains.surveillance.audio import log_mel
-    from mmapps_domains.surveillance.dataset import absent_or, video_tensor
     from mmapps_domains.surveillance.options import data_options
-    from mmapps_domains.surveillance.stream import iter_media_windows
-    from mmapps_domains.surveillance.text_embed import EMBED_DIM, window_chat_vectors
+    from mmapps_domains.surveillance.prefetch import prefetched
 
     if "features" in modalities:
         raise ConfigError("watch: this model uses pre-extracted features, which a live stream does not have; train without 'features'")
     opts = data_options(cfg.data.options)
-    spec = opts.window_spec()
     if messages is None and chat is not None:
         messages, _ = read_watch_chat(chat, start_time, "stop")
     layouts = {m: domain.modality(m).layout for m in modalities}
-    for item in iter_media_windows(clip, spec, audio_path=audio, with_audio="audio" in modalities):
-        inputs: dict[str, Any] = {"video": video_tensor(item.frames[None], opts.motion_channel)}
-        inputs["audio"] = absent_or(log_mel(item.audio[None], spec) if item.audio is not None else None, (spec.n_mels, spec.mel_frames))
-        chat_vec = None
-        if messages is not None:
-            chat_vec = window_chat_vectors([[m.text for m in messages if item.start <= m.t < item.start + spec.window_s]])
-        inputs["chat"] = absent_or(chat_vec, (EMBED_DIM + 1,))
+    windows = _window_inputs(clip, opts, modalities, audio, messages)
+    for item, inputs in (prefetched(windows, prefetch) if prefetch else windows):
         sample = Sample(str(clip), str(clip), {m: inputs[m] for m in modalities}, meta={"window_starts": [item.start]})
         yield item, collate_samples([sample], layouts)
 
 
+def _window_inputs(clip: Path, opts: Any, modalities: list[str], audio: Path | None, messages: list[Any] | None) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """Decoded windows and their model inputs (the dataset's tensors: `dataset.video_tensor`, `audio.log_mel`, chat vectors)."""
+    from mmapps_domains.surveillance.audio import log_mel
+    from mmapps_domains.surveillance.dataset import absent_or, video_tensor
+    from mmapps_domains.surveillance.stream import iter_media_windows
+    from mmapps_domains.surveillance.text_embed import (
+        EMBED_DIM,
+        embed_texts,
+        pooled_chat_vector,
+    )
+
+    spec = opts.window_spec()
+    use_chat = messages is not None and "chat" in modalities
+    if use_chat:
+        # one batched pass over the log's messages, in time order and batches of 64 as training embeds them
+        embeddings = embed_texts([m.text for m in messages])  # (N, 384)
+        window_of = np.array([int(m.t // spec.window_s) for m in messages], np.int64)  # (N,) the training rule
+    for item in iter_media_windows(clip, spec, audio_path=audio, with_audio="audio" in modalities):
+        inputs: dict[str, Any] = {"video": video_tensor(item.frames[None], opts.motion_channel)}
+        inputs["audio"] = absent_or(log_mel(item.audio[None], spec) if item.audio is not None else None, (spec.n_mels, spec.mel_frames))
+        chat_vec = pooled_chat_vector(embeddings[window_of == item.index])[None] if use_chat else None  # (1, 385)
+        inputs["chat"] = absent_or(chat_vec, (EMBED_DIM + 1,))
+        yield item, inputs
+
+
 def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Path | None = None, start_time: str | None = None,
                out: Path = Path("alerts.jsonl"), scores_out: Path | None = None, threshold: float | None = None,
-               threads: int | None = 1, on_error: str = "skip") -> WatchResult:
+               threads: int | None = 1, on_error: str = "skip", prefetch: int = 0) -> WatchResult:
     """Run a trained model over ``clip`` as a stream; write alerts (and optionally per-window scores) as JSONL.
 
     ``on_error`` (`read_watch_chat`): ``skip`` goes on past bad chat lines (one warning for the
     file) and, when no line of the chat log is usable, without chat: the result then lists the log
     in ``unused_inputs`` (the CLI exits 3); ``stop`` refuses both before anything is written.
+    ``prefetch``: windows decoded ahead in a background thread while the model scores (default 0:
+    decode and score in turn; a thread only pays where a core is idle, see docs/surveillance.md).
 
     ``threads``: torch intra-op threads (default 1: per-window work is small, so extra threads
     mostly add synchronisation, and a live system runs several streams side by side); None keeps
@@ -182,7 +201,7 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
     duration = 0.0
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as alerts_file, (open(scores_out, "w") if scores_out else open("/dev/null", "w")) as scores_file:
-        for item, batch in window_batches(Path(clip), cfg, domain, selected_modalities(cfg, domain), audio, None, start_time, messages=messages):
+        for item, batch in window_batches(Path(clip), cfg, domain, selected_modalities(cfg, domain), audio, None, start_time, messages=messages, prefetch=prefetch):
             scores = torch.sigmoid(scorer.step(batch)).numpy()
             scores_file.write(json.dumps({"window": item.index, "start": item.start, "scores": scores.tolist()}) + "\n")
             for alert in tracker.update(item.index, scores):

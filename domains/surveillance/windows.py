@@ -58,8 +58,11 @@ class WindowSpec:
 
     def frame_times(self, window: int) -> np.ndarray:
         """Times (s) at which window ``window`` samples its frames (centres of equal slots)."""
-        step = self.window_s / self.frames_per_window
-        return window * self.window_s + (np.arange(self.frames_per_window) + 0.5) * step
+        return np.array([self.frame_time(window, slot) for slot in range(self.frames_per_window)])
+
+    def frame_time(self, window: int, slot: int) -> float:
+        """Time (s) of one sampling slot (the same numbers as `frame_times`, without an array per call)."""
+        return window * self.window_s + (slot + 0.5) * (self.window_s / self.frames_per_window)
 
 
 @dataclass(frozen=True)
