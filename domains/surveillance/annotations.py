@@ -173,7 +173,9 @@ def read_manifest(root: Path, classes: Sequence[str], issues: IssueLog, name: st
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
-        raise ValueError(f"manifest {path}: not UTF-8 text ({err}); expected one JSON object per line") from None
+        from mmapps.errors import DataError
+
+        raise DataError(f"manifest {path}: not UTF-8 text ({err}); expected one JSON object per line") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

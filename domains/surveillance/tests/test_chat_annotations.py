@@ -95,3 +95,21 @@ def test_window_labels_and_features(tmp_path: Path) -> None:
     assert feats.shape == (8, 2)
     out = resample_features(feats, duration=4.0, n_windows=4, window_s=1.0)
     np.testing.assert_allclose(out[:, 0], [1, 5, 9, 13])
+
+
+def test_unusable_chat_logs_and_manifest_are_clean_errors(tmp_path: Path) -> None:
+    from mmapps_domains.surveillance.chat import ChatLogError
+
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(json.dumps({"t": 1, "user": "x", "text": "caf\u00e9"}).encode("latin-1").replace(b"\\u00e9", b"\xe9") + b"\n")
+    with pytest.raises(ChatLogError, match="latin.jsonl: not UTF-8"):
+        read_chat(latin, IssueLog())
+    header = tmp_path / "header.csv"
+    header.write_text("time,name,message\n1,x,hello\n")
+    with pytest.raises(ChatLogError, match=r"CSV header \['time', 'name', 'message'\]; expected the columns t,user,text"):
+        read_chat(header, IssueLog())
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    assert read_chat(tmp_path / "empty.jsonl", IssueLog()) == []  # a quiet channel, not an error
+    (tmp_path / "manifest.jsonl").write_bytes(b"\xff\xfe{")
+    with pytest.raises(DataError, match="manifest.jsonl: not UTF-8"):
+        read_manifest(tmp_path, CLASSES, IssueLog())
