@@ -15,7 +15,7 @@ from mmapps.plugins import DomainEntry, get_domain
 
 
 MAX_PRINTED_METRICS = 30
-VERBS = ("demo-data", "train", "evaluate", "predict", "benchmark", "info")
+VERBS = ("demo-data", "train", "evaluate", "predict", "benchmark", "info", "check")
 
 
 def build_domain_app(entry: DomainEntry) -> typer.Typer:
@@ -151,6 +151,18 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         typer.echo(f"recipes: {', '.join(sorted(domain.recipes))}")
         typer.echo(f"fusions: {', '.join(domain.fusions)}")
         typer.echo(f"baselines: {', '.join('+'.join(s) for s in domain.baseline_subsets())}")
+
+    @app.command("check")
+    @user_errors
+    def check(
+        data: Optional[Path] = typer.Option(None, "--data", help="check on this data root instead of the demo data"),
+        set_: List[str] = typer.Option([], "--set", help="override a field: --set data.options.x=y (repeatable)"),
+        recipe: str = typer.Option("smoke", help="the recipe whose model is built"),
+    ) -> None:
+        """Run the plugin self-test: every contract of the domain on a few real samples, in seconds."""
+        from mmapps.testing import check_domain
+
+        typer.echo(check_domain(get_domain(name), data=data, overrides=set_, recipe=recipe).format())
 
     if entry.domain.extra_commands is not None:
         try:

@@ -47,6 +47,9 @@ def contract(field: str) -> Contract:
 
 
 def type_name(value: Any) -> str:
+    """``Tensor(8, 3) float32``, ``numpy.float32``, ``list``, ``None``: what the self-test says it found."""
+    if value is None:
+        return "None"
     if isinstance(value, Tensor):
         return f"Tensor{tuple(value.shape)} {str(value.dtype).replace('torch.', '')}"
     return type(value).__module__.replace("builtins", "").strip(".") + ("." if type(value).__module__ != "builtins" else "") + type(value).__qualname__

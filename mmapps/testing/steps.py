@@ -33,13 +33,12 @@ def call(domain: Domain, step: str, field: str, fn: Callable[..., Any], *args: A
     except MmappsError:  # the plugin's own clean error (bad data, bad option): it already reads well
         raise
     except Exception as err:
-        text = str(err)
-        extra = hint
+        text, extra = str(err), ""
         if isinstance(err, AttributeError) and "'dict' object has no attribute" in text:
-            extra = " cfg.data.options is a plain dict (validated by Domain.data_options, then dumped to JSON values): read cfg.data.options['name'], or validate_options(YourOptions, cfg.data.options, 'data.options') from mmapps.config for a typed object"
+            extra = " cfg.data.options is a plain dict (validated by Domain.data_options, then dumped to JSON values): read cfg.data.options['name'], or validate_options(YourOptions, cfg.data.options, 'data.options') from mmapps.config for a typed object."
         elif isinstance(err, AttributeError) and "'str' object has no attribute" in text and field == "Domain.write_predictions":
-            extra = " records is a dict grouped by task name, so iterating it yields task names: loop over records.items() (task, list[PredictionRecord])"
-        raise ContractError(domain.name, step, f"{field} {raised(err)}.{extra} Contract: {_contract_text(field)}") from err
+            extra = " records is a dict grouped by task name, so iterating it yields task names: loop over records.items() (task, list[PredictionRecord])."
+        raise ContractError(domain.name, step, f"{field}{hint} {raised(err)}.{extra} Contract: {_contract_text(field)}") from err
 
 
 def _contract_text(field: str) -> str:
@@ -189,7 +188,8 @@ def check_write_predictions(domain: Domain, records: dict[str, list[Any]], out_d
     from mmapps.workflows.run import write_predictions
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    path = call(domain, step, "Domain.write_predictions", write_predictions, domain, records, out_dir)
+    hint = " (on unlabelled records, as predict meets them on data without labels: record.target is None)" if step == "unlabelled" else ""
+    path = call(domain, step, "Domain.write_predictions", write_predictions, domain, records, out_dir, hint=hint)
     if not isinstance(path, (str, Path)):
         fail(domain, step, f"write_predictions returned {type_name(path)}, expected the Path of the file (or folder) it wrote", "Domain.write_predictions")
     if not Path(path).exists():

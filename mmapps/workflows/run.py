@@ -16,6 +16,7 @@ from mmapps.config import RunConfig, config_to_yaml, validate_config
 from mmapps.data.views import WithoutModalities
 from mmapps.domain import Domain, resolve, with_configured_labels
 from mmapps.errors import ConfigError, DataError, NothingToResumeError
+from mmapps.testing.steps import build_splits as build_datasets_checked
 from mmapps.workflows.resolve import default_run_dir, ensure_data_root
 
 
@@ -50,7 +51,8 @@ def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Seque
 
 
 def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> RunResult:
-    from mmapps.models.build import build_model, selected_modalities
+    from mmapps.models.build import selected_modalities
+    from mmapps.testing import build_model_checked, preflight
     from mmapps.train.runtime import seed_everything
     from mmapps.train.trainer import Trainer
 
@@ -59,15 +61,16 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
     seed_everything(cfg.seed, cfg.train.deterministic)
     cfg = _prepare_data(cfg, domain, runtime)
     domain = with_configured_labels(domain, cfg)
-    splits = resolve(domain.build_datasets)(cfg)
+    splits = build_datasets_checked(cfg, domain)
     if len(splits.train) == 0:
         raise DataError(f"data root {cfg.data.root}: no usable training sample ({splits.issues.summary()}); check the paths and formats in docs/{domain.name}.md")
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
         (run_dir / "splits.json").write_text(json.dumps(splits.split_of_group, indent=1, sort_keys=True))
-    model = build_model(cfg, domain)
+    model = build_model_checked(cfg, domain)
     modalities = selected_modalities(cfg, domain)
+    preflight(cfg, domain, model.to(runtime.device), splits, modalities, runtime)  # a broken plugin callable fails in seconds, not after training
     trainer = Trainer(cfg, domain, model, splits.train, splits.val, run_dir, runtime, modalities, callbacks)
     fit = trainer.fit(resume=resume)
     from mmapps.train import checkpoint as ckpt
@@ -93,7 +96,7 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
     run_dir = Path(out_dir) if out_dir else Path(checkpoint).resolve().parent.parent / "eval"
     cfg = _prepare_data(cfg.model_copy(update={"out_dir": run_dir}), domain, runtime)
     domain = with_configured_labels(domain, cfg)
-    splits = resolve(domain.build_datasets)(cfg)
+    splits = build_datasets_checked(cfg, domain)
     model = build_model(cfg, domain)
     ckpt.load_weights(model, state, Path(checkpoint))
     model.to(runtime.device)
@@ -119,10 +122,13 @@ def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, sp
     cfg, state = _config_from_checkpoint(checkpoint, deep_merge(overrides or {}, {"data": {"root": str(data_root)}}), domain.name)
     runtime = setup_runtime(cfg.train)
     domain = with_configured_labels(domain, cfg)
-    splits = resolve(domain.build_datasets)(cfg)
+    splits = build_datasets_checked(cfg, domain)
     if split not in ("train", "val", "test"):
         raise DataError(f"--split {split!r}: expected train, val or test")
     dataset = getattr(splits, split)
+    if len(dataset) == 0:
+        sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in ("train", "val", "test"))
+        raise DataError(f"--split {split}: {data_root} holds no {split} sample ({sizes}; {splits.issues.summary()}); choose --split with samples, or check the data against docs/{domain.name}.md")
     model = build_model(cfg, domain)
     ckpt.load_weights(model, state, Path(checkpoint))
     model.to(runtime.device)
