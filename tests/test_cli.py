@@ -76,7 +76,7 @@ def test_demo_data_verb(app, tmp_path):
         (["shapes", "train", "--config", "/no/such.yaml"], 2, "not found"),
         (["shapes", "evaluate", "--checkpoint", "/no/such.safetensors"], 4, "not found"),
         (["shapes", "evaluate", "--checkpoint", "__corrupt__"], 4, "truncated or corrupted"),
-        (["shapes", "train", "--resume", "/no/such/run"], 3, "no config.yaml"),
+        (["shapes", "train", "--resume", "/no/such/run"], 6, "nothing to resume, no config.yaml"),
     ],
 )
 def test_user_errors_are_one_paragraph_with_meaningful_exit_codes(app, tmp_path, args, code, message):
