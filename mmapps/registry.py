@@ -38,6 +38,7 @@ class PartInfo:
     target: str  # "module:attribute"
     loaded: bool
     error: str | None = None
+    options: str | None = None  # config options with defaults (None: not imported)
 
 
 class Registry(Generic[T]):
@@ -105,7 +106,7 @@ class Registry(Generic[T]):
                 obj = self._entries[name]
                 target = f"{getattr(obj, '__module__', '?')}:{getattr(obj, '__qualname__', repr(obj))}"
                 source = self._declared[name][1] if name in self._declared else source_of(obj)
-                out.append(PartInfo(self.kind, name, source, target, True))
+                out.append(PartInfo(self.kind, name, source, target, True, None, part_options(obj)))
             else:
                 target, distribution = self._declared[name]
                 out.append(PartInfo(self.kind, name, distribution, target, False, self._errors.get(name)))
@@ -192,7 +193,7 @@ def check_options(cls: Callable[..., Any], options: Mapping[str, Any], where: st
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     accepted = {n: p for n, p in params.items() if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)}
-    listing = ", ".join(n if p.default is inspect.Parameter.empty else f"{n}={p.default!r}" for n, p in accepted.items() if n not in supplied) or "none"
+    listing = part_options(cls, supplied)
     name = getattr(cls, "__name__", repr(cls))
     core_missing = [k for k in options if k not in accepted and k in supplied]
     if core_missing:
@@ -207,6 +208,20 @@ def check_options(cls: Callable[..., Any], options: Mapping[str, Any], where: st
     missing = [n for n, p in accepted.items() if p.default is inspect.Parameter.empty and n not in options]
     if missing:
         raise ConfigError(f"{where}.options: {name} needs {', '.join(repr(m) for m in missing)}. Its options: {listing}")
+
+
+CORE_SUPPLIED = ("dim", "modality_to_dim", "in_dim", "num_labels", "per_timestep")
+
+
+def part_options(cls: Callable[..., Any], supplied: tuple[str, ...] = CORE_SUPPLIED) -> str:
+    """A part's config options as ``name, name=default, ...`` (the keywords the core fills in left out)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return "?"
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    shown = [n if p.default is inspect.Parameter.empty else f"{n}={p.default!r}" for n, p in params.items() if p.kind in kinds and n not in supplied]
+    return ", ".join(shown) or "none"
 
 
 ENCODERS: Registry = Registry("encoder", group="mmapps.encoders")

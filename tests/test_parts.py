@@ -97,6 +97,8 @@ def test_mmapps_parts_lists_core_domain_and_plugin_parts(parts_site):
     assert "BROKEN" in lines[("head", "broken_head")] and "broken: head broken_head" in result.output and "ModuleNotFoundError" in result.output
     only = CliRunner().invoke(build_app(), ["parts", "signal*", "--kind", "encoder"])
     assert only.exit_code == 0 and only.output.split()[:2] == ["encoder", "signal_resnet1d"] and "fusion" not in only.output
+    detailed = CliRunner().invoke(build_app(), ["parts", "spike*", "--options"])
+    assert detailed.exit_code == 0 and "options: in_features, gain=1.0" in detailed.output, detailed.output
     bad = CliRunner().invoke(build_app(), ["parts", "--kind", "encoders"])
     assert bad.exit_code == 2 and "expected encoder, fusion or head" in bad.output
 

@@ -44,6 +44,7 @@ def build_app() -> typer.Typer:
     def parts(
         pattern: str = typer.Argument("*", help="fnmatch pattern of part names, e.g. 'signal*'"),
         kind: Optional[str] = typer.Option(None, "--kind", help="only encoder, fusion or head"),
+        options: bool = typer.Option(False, "--options", help="also print each part's config options and defaults"),
     ) -> None:
         """List the encoders, fusions and heads you can name in a config: core, domain and plugin-provided."""
         from mmapps.plugins import list_parts
@@ -53,6 +54,8 @@ def build_app() -> typer.Typer:
         listing = list_parts(pattern, (kind,) if kind else ("encoder", "fusion", "head"))
         for p in listing.parts:
             typer.echo(f"{p.kind:<8} {p.name:<22} {p.source:<22} {p.target if p.error is None else 'BROKEN'}")
+            if options and p.options is not None:
+                typer.echo(f"{'':<9}options: {p.options}")
         for line in listing.broken:
             typer.echo(f"broken: {line}", err=True)
 

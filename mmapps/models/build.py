@@ -71,9 +71,9 @@ def build_fusion_model(cfg: RunConfig, domain: Domain) -> nn.Module:
 
 
 def _construct(cls: type, where: str, **kwargs: object) -> nn.Module:
-    from mmapps.registry import check_options
+    from mmapps.registry import CORE_SUPPLIED, check_options
 
-    check_options(cls, kwargs, where, supplied=("dim", "modality_to_dim", "in_dim", "num_labels", "per_timestep"))
+    check_options(cls, kwargs, where, supplied=CORE_SUPPLIED)
     try:
         return cls(**kwargs)
     except TypeError as err:

@@ -9,9 +9,10 @@ from torch import Tensor
 
 
 def softmax_scores(outputs: Tensor, batch: Any = None) -> list[dict[str, Any]]:
-    """Logits (B, C) -> ``{"scores": class probabilities, "label": argmax}`` per sample."""
+    """Logits (B, C) [or (B, T, C)] -> ``{"scores": class probabilities, "label": argmax}`` per sample
+    (per time step: scores (T, C) and one label per step)."""
     probs = torch.softmax(outputs.float(), dim=-1).cpu()
-    return [{"scores": row.tolist(), "label": int(row.argmax())} for row in probs]
+    return [{"scores": row.tolist(), "label": row.argmax(-1).tolist()} for row in probs]
 
 
 def sigmoid_scores(outputs: Tensor, batch: Any = None) -> list[dict[str, Any]]:
@@ -21,4 +22,5 @@ def sigmoid_scores(outputs: Tensor, batch: Any = None) -> list[dict[str, Any]]:
 
 
 def regression_values(outputs: Tensor, batch: Any = None) -> list[dict[str, Any]]:
+    """Outputs (B, K) -> ``{"values": K numbers}`` per sample."""
     return [{"values": row.tolist()} for row in outputs.float().cpu()]
