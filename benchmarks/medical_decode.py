@@ -1,8 +1,9 @@
 """DICOM decode + preprocessing, cold: mmapps' reader vs MONAI LoadImage(reader="PydicomReader") + the same transforms.
 
 Both pipelines end in a (1, S, S) z-scored float array. mmapps applies the DICOM grayscale
-pipeline (modality LUT, VOI window, MONOCHROME1 inversion) as one lookup table and decodes JPEG
-2000 at a reduced resolution level, then resizes (area), pads and z-scores; MONAI's pipeline is
+pipeline (modality LUT, VOI window, MONOCHROME1 inversion) as one lookup table (applied after the
+area resize when it is a clipped line), views native pixel data in place, decodes JPEG-LS with
+CharLS and JPEG 2000 at a reduced resolution level, then pads and z-scores; MONAI's pipeline is
 LoadImage + EnsureChannelFirst + Resize(area, longest) / SpatialPad / NormalizeIntensity (it
 applies no VOI window and no MONOCHROME1 inversion, so it does less work).
 

@@ -57,7 +57,11 @@ from mmapps_domains.medical.dicom_open import (
     fail as _fail,
 )
 from mmapps_domains.medical.dicom_pixels import decode_pixels, native_frame
-from mmapps_domains.medical.dicom_resize import area_resize, resize_then_window, resized_shape
+from mmapps_domains.medical.dicom_resize import (
+    area_resize,
+    resize_then_window,
+    resized_shape,
+)
 from mmapps_domains.medical.dicom_syntax import check_pixel_data_matches_syntax
 
 MultiframePolicy = Literal["first", "all", "reject"]

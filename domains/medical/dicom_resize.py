@@ -18,7 +18,7 @@ from mmapps_domains.medical.dicom_lut import ClipAffine
 def resized_shape(rows: int, columns: int, size: int) -> tuple[int, int]:
     """MONAI ``Resize(spatial_size=size, size_mode="longest")``'s output shape."""
     scale = size / max(rows, columns)
-    return int(round(rows * scale)), int(round(columns * scale))
+    return round(rows * scale), round(columns * scale)
 
 
 def area_resize(image: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
