@@ -153,3 +153,24 @@ def test_pos_weight_auto_counts_the_training_split_and_weights_the_bce():
     assert AutoPosWeightBCE(_cfg(pos_weight=[2, 1, 1]), _Targets(y), task="findings").pos_weight == [2.0, 1.0, 1.0]
     with pytest.raises(ConfigError, match=r"data.options.pos_weight: found 'often'"):
         MultiLabelBCE(_cfg(pos_weight="often"), _Targets(y), task="findings")
+
+
+def test_pos_weight_fast_path_reads_no_sample_and_agrees_with_the_medical_rule():
+    from mmapps_domains.medical.losses import pos_weight_from_targets as medical_rule
+
+    from mmapps.tasks.pos_weight import pos_weight_from_targets
+
+    class Indexed(_Targets):
+        def task_targets(self, task):
+            assert task == "findings"
+            return self.y
+
+        def __getitem__(self, i):
+            raise AssertionError("the fast path must not load samples")
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 4)) < [0.02, 0.3, 0.7, 0.0]).astype(np.float32)
+    y[rng.random(y.shape) < 0.1] = np.nan
+    loss = AutoPosWeightBCE(_cfg(), Indexed(y), task="findings")
+    assert loss.pos_weight == pytest.approx(pos_weight_from_targets(y)) and loss.pos_weight == pytest.approx(medical_rule(y))
+    assert loss.pos_weight[0] > 10 and loss.pos_weight[2] == 1.0

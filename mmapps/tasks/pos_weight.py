@@ -14,13 +14,14 @@ MAX_POS_WEIGHT = 50.0
 def pos_weight_from_targets(train_targets: np.ndarray, max_weight: float = MAX_POS_WEIGHT) -> list[float]:
     """negatives / positives per label of ``(N, L)`` targets (NaN = unknown, not counted), clamped to [1, max_weight].
 
-    A label without positives gets `max_weight`; one with more positives than negatives gets 1
-    (down-weighting positives is never what a rare-finding task wants).
+    A label with more positives than negatives gets 1 (down-weighting positives is never what a
+    rare-finding task wants); one without positives gets its negative count (capped), which weights
+    nothing since no positive term exists. The same rule as the medical domain's findings loss.
     """
     y = np.asarray(train_targets, dtype=float)
     pos = np.sum(y == 1, axis=0).astype(float)
     neg = np.sum(y == 0, axis=0).astype(float)
-    return np.clip(neg / np.maximum(pos, 1e-12), 1.0, max_weight).tolist()
+    return np.clip(neg / np.maximum(pos, 1.0), 1.0, max_weight).tolist()
 
 
 def train_targets(train_set: Any, task: str) -> np.ndarray:
