@@ -48,12 +48,26 @@ def _train(domain, root: Path, out: Path, *overrides: str):
     return train(cfg, domain)
 
 
-def _fails(excinfo: pytest.ExceptionInfo, *parts: str) -> str:
+def _fails(excinfo: pytest.ExceptionInfo, *parts: str, documented: str | None = None) -> str:
+    """Check the message holds `parts`; with `documented`, the docs/plugins.md line starting so is what it printed."""
     message = str(excinfo.value)
     print(message)
     for part in parts:
         assert part in message, f"{part!r} not in:\n{message}"
+    if documented is not None:
+        line = next((x for x in _documented_lines() if x.startswith(documented)), None)
+        assert line is not None, f"docs/plugins.md 'Common mistakes' has no message starting {documented!r}"
+        for fragment in line.split("..."):
+            assert fragment in message, f"docs/plugins.md says {line!r}; the self-test printed:\n{message}"
     return message
+
+
+def _documented_lines() -> list[str]:
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "plugins.md").read_text()
+    section = page.split("## 5.")[1].split("\n## ")[0]
+    return [line for block in re.findall(r"```text\n(.*?)```", section, flags=re.S) for line in block.splitlines()]
 
 
 def test_generated_plugin_passes_the_self_test(kit):
@@ -75,7 +89,7 @@ def test_writer_iterating_records_grouped_by_task_fails_before_training(kit, tmp
     broken = dataclasses.replace(domain, write_predictions="kit_writer:write_rows")
     with pytest.raises(ContractError) as excinfo:
         _train(broken, root, tmp_path / "run")
-    _fails(excinfo, "step write_predictions", "'str' object has no attribute 'sample_id'", "kit_writer.py:6 in write_rows", "records is a dict grouped by task name", "records.items()", "dict[str, list[PredictionRecord]]")
+    _fails(excinfo, "step write_predictions", "'str' object has no attribute 'sample_id'", "kit_writer.py:6 in write_rows", "records is a dict grouped by task name", "records.items()", "dict[str, list[PredictionRecord]]", documented="step write_predictions")
     assert excinfo.value.exit_code == 5
     assert not (tmp_path / "run" / "checkpoints").exists(), "the writer failed before the first epoch"
 
@@ -128,7 +142,7 @@ def test_encoder_without_out_dim_is_named_in_train_and_check(kit, broken_encoder
     domain, _, root = kit
     with pytest.raises(ContractError) as excinfo:
         _train(domain, root, tmp_path / "run", "model.encoders.vitals.name=kit_no_out_dim")
-    _fails(excinfo, "encoder 'kit_no_out_dim'", "has no attribute out_dim", "self.out_dim: int")
+    _fails(excinfo, "encoder 'kit_no_out_dim'", "has no attribute out_dim", "self.out_dim: int", documented="encoder 'kit_no_out_dim'")
     with pytest.raises(ContractError) as excinfo:
         check_domain(domain, tmp_path / "check", data=root, overrides=["model.encoders.vitals.name=kit_no_out_dim"])
     _fails(excinfo, "step encoders", "has no attribute out_dim")
@@ -138,7 +152,7 @@ def test_encoder_forward_returning_a_tensor_is_named_before_training(kit, broken
     domain, _, root = kit
     with pytest.raises(ContractError) as excinfo:
         _train(domain, root, tmp_path / "run", "model.encoders.vitals.name=kit_returns_tensor")
-    _fails(excinfo, "encoder 'kit_returns_tensor': forward returned Tensor(", "expected EncoderOutput(tokens (B, T, D), token_mask (B, T) bool, pooled (B, D)")
+    _fails(excinfo, "encoder 'kit_returns_tensor': forward returned Tensor(", "expected EncoderOutput(tokens (B, T, D), token_mask (B, T) bool, pooled (B, D)", documented="encoder 'kit_returns_tensor'")
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -169,7 +183,7 @@ def test_data_options_read_as_attributes_names_the_plain_dict(kit, tmp_path):
     broken = dataclasses.replace(domain, build_datasets="kit_options:build_datasets", data_options="kit_options:KitOptions")
     with pytest.raises(ContractError) as excinfo:
         _train(broken, root, tmp_path / "run")
-    _fails(excinfo, "step datasets", "'dict' object has no attribute 'min_rows'", "cfg.data.options is a plain dict", "cfg.data.options['name']", "validate_options(")
+    _fails(excinfo, "step datasets", "'dict' object has no attribute 'min_rows'", "cfg.data.options is a plain dict", "cfg.data.options['name']", "validate_options(", documented="step datasets")
     not_a_model = dataclasses.replace(domain, data_options="kit_options:build_datasets")
     with pytest.raises(ContractError) as excinfo:
         check_domain(not_a_model, tmp_path / "check", data=root)
@@ -192,7 +206,7 @@ def test_writer_that_needs_targets_fails_on_unlabelled_records(kit, tmp_path):
     ''')
     with pytest.raises(ContractError) as excinfo:
         check_domain(dataclasses.replace(domain, write_predictions="kit_writer_targets:write"), tmp_path, data=root)
-    _fails(excinfo, "step unlabelled", "on unlabelled records", "record.target is None", "TypeError", "kit_writer_targets.py")
+    _fails(excinfo, "step unlabelled", "on unlabelled records", "record.target is None", "TypeError", "kit_writer_targets.py", documented="step unlabelled")
 
 
 def test_predict_on_a_split_that_is_empty_is_a_clean_data_error(kit, tmp_path):
@@ -246,7 +260,7 @@ def test_metric_keys_off_the_convention_are_named(kit, tmp_path):
         task = dataclasses.replace(domain.tasks[0], metrics=f"kit_metrics:{name}")
         with pytest.raises(ContractError) as excinfo:
             check_domain(dataclasses.replace(domain, tasks=(task,)), tmp_path / name, data=root)
-        _fails(excinfo, "step metrics", expected, "Contract: metrics(records: list[PredictionRecord], cfg: RunConfig")
+        _fails(excinfo, "step metrics", expected, "Contract: metrics(records: list[PredictionRecord], cfg: RunConfig", documented=expected[:20])
 
 
 def test_postprocess_returning_a_tensor_is_named(kit, tmp_path):

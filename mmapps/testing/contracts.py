@@ -153,3 +153,25 @@ def check_metric_keys(metrics: Any, task: str, primary: str) -> str | None:
 
 def finite_or_nan(value: float) -> bool:
     return isinstance(value, (int, float)) and (math.isfinite(value) or math.isnan(value))
+
+
+def contracts_markdown() -> str:
+    """The contracts table of docs/plugins.md (a docs test keeps the page equal to it)."""
+    rows = ["| declared in | signature | contract |", "|---|---|---|"]
+    rows += [f"| `{c.field}` | `{c.signature}` | {c.notes} |" for c in CONTRACTS]
+    return "\n".join(rows)
+
+
+def error_types_markdown() -> str:
+    """The table of exceptions the CLI prints as one paragraph, with their exit codes (from the code)."""
+    import mmapps.errors as errors
+    from mmapps.testing.errors import ContractError
+
+    found = [obj for obj in vars(errors).values() if isinstance(obj, type) and issubclass(obj, errors.MmappsError)] + [ContractError]
+    rows = ["| raise | exit code | for |", "|---|---|---|"]
+    for cls in sorted(found, key=lambda c: (c.exit_code, c.__name__ != "MmappsError", c.__name__)):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        rows.append(f"| `{cls.__module__}.{cls.__name__}` | {cls.exit_code} | {doc} |")
+    rows.append("| `FileNotFoundError`, `PermissionError` | 2 | a file the user named is missing or unreadable (the message is printed as is) |")
+    rows.append("| any other `OSError` | 8 | full disk, quota, read-only or failing device: printed with the file, the errno and the free space |")
+    return "\n".join(rows)
