@@ -26,8 +26,11 @@ def _between(name: str) -> str:
 
 
 def test_contracts_and_error_tables_are_generated_from_the_code():
-    assert _between("contracts") == contracts_markdown(), "regenerate the table from mmapps.testing.contracts.contracts_markdown()"
-    assert _between("errors") == error_types_markdown(), "regenerate the table from mmapps.testing.contracts.error_types_markdown()"
+    from mmapps.testing.docs import refresh
+
+    assert _between("contracts") == contracts_markdown(), "run python -m mmapps.testing.docs docs/plugins.md"
+    assert _between("errors") == error_types_markdown(), "run python -m mmapps.testing.docs docs/plugins.md"
+    assert refresh(PAGE) == PAGE
 
 
 def test_every_callable_field_of_the_plugin_api_has_a_contract_row():
