@@ -56,15 +56,18 @@ def _train(n: int, epochs: int, recipe: str, work: Path, tag: str) -> dict:
 
 
 def _epoch_images(run: Path) -> dict[str, int]:
-    """Images per split of the run: studies from splits.json, images from the demo folders (capped at max_images)."""
+    """Images per split of the run: subjects' splits from splits.json, images from the demo manifest (capped at max_images)."""
     import yaml
 
     data = yaml.safe_load((run / "config.yaml").read_text())["data"]
-    folder = Path(data["root"]) / "images"  # the resolved demo folder
     cap = int((data.get("options") or {}).get("max_images", 2))
+    split_of = json.loads((run / "splits.json").read_text())  # subject id -> split
     counts: dict[str, int] = {}
-    for study, split in json.loads((run / "splits.json").read_text()).items():
-        counts[split] = counts.get(split, 0) + min(len(list((folder / f"s{study}").glob("*.dcm"))), cap)
+    with (Path(data["root"]) / "manifest.csv").open() as f:  # the resolved demo folder
+        for row in csv.DictReader(f):
+            split = split_of.get(row["subject_id"])
+            if split:
+                counts[split] = counts.get(split, 0) + min(len(row["dicom_paths"].split(";")), cap)
     return counts
 
 
