@@ -22,13 +22,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
-import stat
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
-from mmapps.errors import ConfigError
+from mmapps.keyfile import parse_hex_key, read_key_file, user_config_dir
 
 KEY_ENV = "MMAPPS_CHAT_PSEUDONYM_KEY"
 KEY_FILE_ENV = "MMAPPS_CHAT_PSEUDONYM_KEY_FILE"
@@ -39,51 +37,14 @@ def key_file_path() -> Path:
     """The key file: ``$MMAPPS_CHAT_PSEUDONYM_KEY_FILE``, else the per-installation file in the user config folder."""
     if os.environ.get(KEY_FILE_ENV):
         return Path(os.environ[KEY_FILE_ENV]).expanduser()
-    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config").expanduser()
-    return base / "mmapps" / "chat-pseudonym.key"
-
-
-def _parse(text: str, where: str) -> bytes:
-    try:
-        key = bytes.fromhex(text.strip())
-    except ValueError:
-        key = b""
-    if len(key) < 16:
-        raise ConfigError(f"chat pseudonym key {where}: expected at least 32 hexadecimal digits (a 128-bit secret), "
-                          f"found {len(text.strip())} characters that are not one; generate one with: python -c \"import secrets; print(secrets.token_hex(32))\"")
-    return key
-
-
-def _create(path: Path) -> None:
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
-        try:
-            os.link(tmp, path)  # atomic create-if-absent: two first runs at once keep one key
-        except FileExistsError:
-            pass
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _read_file(path: Path) -> bytes:
-    if not path.exists():
-        _create(path)
-    info = path.stat()
-    if hasattr(os, "getuid") and info.st_uid != os.getuid():
-        raise ConfigError(f"chat pseudonym key file {path}: owned by uid {info.st_uid}, not by you; use your own key ({KEY_FILE_ENV})")
-    if stat.S_IMODE(info.st_mode) & (stat.S_IRWXO | stat.S_IWGRP):
-        raise ConfigError(f"chat pseudonym key file {path}: mode {stat.S_IMODE(info.st_mode):04o} lets other users read or replace "
-                          f"the key that protects chat user names; accepted: 0600 or 0640. Fix with: chmod 600 {path}")
-    return _parse(path.read_text(), f"file {path}")
+    return user_config_dir() / "chat-pseudonym.key"
 
 
 @lru_cache(maxsize=4)
 def _key_for(env_key: str | None, file: str) -> bytes:
-    return _parse(env_key, f"${KEY_ENV}") if env_key else _read_file(Path(file))
+    if env_key:
+        return parse_hex_key(env_key, f"chat pseudonym key ${KEY_ENV}")
+    return read_key_file(Path(file), "the key that protects chat user names", KEY_FILE_ENV)
 
 
 def pseudonym_key() -> bytes:
