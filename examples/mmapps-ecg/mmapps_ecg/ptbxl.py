@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,7 +83,10 @@ def read_statements(root: Path) -> dict[str, str]:
 
 
 def read_rows(root: Path, options: EcgDataOptions, classes: tuple[str, ...], issues: IssueLog) -> tuple[list[EcgRow], dict[str, int]]:
-    """Labelled rows of ``ptbxl_database.csv``; bad rows go to `issues` (skipped or fatal by ``data.on_error``).
+    """Rows of ``ptbxl_database.csv``; bad rows go to `issues` (skipped or fatal by ``data.on_error``).
+
+    A row with empty ``scp_codes`` is unlabelled (NaN targets: dropped from loss and metrics); one
+    with an empty ``strat_fold`` goes to the test split, so ``predict`` covers records without folds.
 
     Returns:
         The rows and counts for the report (records without a diagnostic statement, without a note).
@@ -92,7 +96,7 @@ def read_rows(root: Path, options: EcgDataOptions, classes: tuple[str, ...], iss
     if not path.is_file():
         raise DataError(f"{path}: not found; the ecg domain reads PTB-XL's ptbxl_database.csv (ecg_id, patient_id, scp_codes, strat_fold, filename_lr/filename_hr)")
     file_column = "filename_lr" if options.fs == 100 else "filename_hr"
-    rows, counts, patients = [], {"no diagnostic statement": 0, "no note": 0}, {}
+    rows, counts, patients, seen = [], {"no diagnostic statement": 0, "no note": 0}, {}, set()
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = {"ecg_id", "patient_id", "scp_codes", "strat_fold", file_column} - set(reader.fieldnames or [])
@@ -100,25 +104,31 @@ def read_rows(root: Path, options: EcgDataOptions, classes: tuple[str, ...], iss
             raise DataError(f"{path}: missing column(s) {sorted(missing)}; found {(reader.fieldnames or [])[:10]}")
         for line, row in enumerate(reader, start=2):
             where = f"{path}:{line}"
+            labelled = bool((row["scp_codes"] or "").strip())  # unlabelled rows (your own ECGs) are predicted, never trained on
             try:
-                codes = ast.literal_eval(row["scp_codes"])  # PTB-XL writes a Python dict literal; literal_eval runs no code
-                if not isinstance(codes, dict):
+                codes = ast.literal_eval(row["scp_codes"]) if labelled else {}  # PTB-XL writes a Python dict literal; literal_eval runs no code
+                if not isinstance(codes, dict) or not all(isinstance(v, (int, float)) for v in codes.values()):
                     raise ValueError
-                fold = int(float(row["strat_fold"]))
             except (ValueError, SyntaxError):
-                issues.report(where, f"scp_codes / strat_fold: found {row['scp_codes']!r} / {row['strat_fold']!r}; expected a dict like {{'NORM': 100.0}} and a fold 1-10")
+                issues.report(where, f"scp_codes: found {row['scp_codes']!r}; expected a dict of SCP code -> likelihood like {{'NORM': 100.0}}, or empty for an unlabelled record")
                 continue
-            split = next((name for name, folds in FOLDS.items() if fold in folds), None)
+            fold_text = (row["strat_fold"] or "").strip()
+            split = "test" if not fold_text else next((name for name, folds in FOLDS.items() if fold_text in {str(f) for f in folds} | {f"{f}.0" for f in folds}), None)
             if split is None:
-                issues.report(where, f"strat_fold: found {fold}, expected 1-10")
+                issues.report(where, f"strat_fold: found {fold_text!r}, expected 1-10 (or empty: the record is predicted under --split test)")
                 continue
             present = {statements[c] for c, likelihood in codes.items() if c in statements and float(likelihood) >= options.min_likelihood}
-            if not present & set(classes):
+            if labelled and not present & set(classes):
                 counts["no diagnostic statement"] += 1
                 continue
             note = (row.get(options.note_column) or "").strip() or None
             counts["no note"] += note is None
             patient = patients.setdefault(row["patient_id"], f"patient-{len(patients):05d}")  # never the source id
-            targets = tuple(1.0 if c in present else 0.0 for c in classes)
-            rows.append(EcgRow(f"ecg{int(float(row['ecg_id'])):05d}", patient, split, root / row[file_column], targets, note))
+            targets = tuple((1.0 if c in present else 0.0) if labelled else math.nan for c in classes)
+            ecg_id = (row["ecg_id"] or "").strip().removesuffix(".0")
+            if not ecg_id.isdigit() or ecg_id in seen:
+                issues.report(where, f"ecg_id: found {row['ecg_id']!r}; expected a whole number{' not used by an earlier row' if ecg_id in seen else ''}")
+                continue
+            seen.add(ecg_id)
+            rows.append(EcgRow(f"ecg{int(ecg_id):05d}", patient, split, root / row[file_column], targets, note))
     return rows, counts
