@@ -102,6 +102,7 @@ def test_demo_cache_folder_changes_with_the_demo_version():
     from mmapps.workflows.resolve import demo_folder_name
 
     medical = get_domain("medical")
-    assert demo_folder_name(medical, 200) == "medical-demo-n200"  # version 1 keeps existing caches valid
+    assert demo_folder_name(dataclasses.replace(medical, demo_version=1), 200) == "medical-demo-n200"  # version 1 keeps existing caches valid
+    assert demo_folder_name(medical, 200) == f"medical-demo-n200-v{medical.demo_version}"
     assert demo_folder_name(dataclasses.replace(medical, demo_version=3), 200) == "medical-demo-n200-v3"
     assert demo_folder_name(get_domain("surveillance"), 300) == "surveillance-demo-n300-v2"
