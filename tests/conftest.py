@@ -1,4 +1,4 @@
-"""Shared fixtures: an isolated cache folder, and the example plugin pip-installed like a third party's."""
+"""Shared fixtures: the example plugin pip-installed like a third party's (cache isolation: ../conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "mmapps-shapes"
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    import os
-
-    os.environ["MMAPPS_CACHE"] = str(tmp_path_factory.mktemp("mmapps-cache"))
 
 
 def pip_install_example(target: Path) -> Path:
