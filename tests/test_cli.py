@@ -52,6 +52,8 @@ def test_train_evaluate_predict_end_to_end(app, tmp_path):
     result = runner.invoke(app, ["shapes", "evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "eval"), "--drop-modality", "image"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "eval" / "metrics.json").exists()
+    result = runner.invoke(app, ["shapes", "evaluate", "--checkpoint", str(checkpoint), "--out", str(tmp_path / "eval2"), "--set", "data.on_eror=stop"])
+    assert result.exit_code == 2 and "on_eror" in result.output, result.output  # evaluate --set goes through config validation
     import yaml
 
     root = yaml.safe_load((run / "config.yaml").read_text())["data"]["root"]

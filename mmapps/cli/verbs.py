@@ -78,11 +78,15 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default <run>/eval)"),
         drop_modality: List[str] = typer.Option([], "--drop-modality", help="remove a modality at test time (repeatable)"),
         on_error: Optional[str] = typer.Option(None, "--on-error", help="skip or stop on a bad input file"),
+        set_: List[str] = typer.Option([], "--set", help="override a field: --set data.options.iou_precision=float32 (repeatable)"),
     ) -> None:
         """Evaluate a checkpoint on the test split: metrics, predictions, report."""
+        from mmapps.config import deep_merge, parse_override
         from mmapps.workflows.run import evaluate as run_evaluate
 
         overrides: dict[str, Any] = {"data": {}}
+        for text in set_:
+            overrides = deep_merge(overrides, parse_override(text))
         if data is not None:
             overrides["data"]["root"] = str(data)
         if on_error is not None:
