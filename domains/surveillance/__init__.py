@@ -17,7 +17,9 @@ _MODEL = {
         "features": {"name": "features_mlp", "options": {"in_features": 1024}},
     },
     "fusion": {"name": "attention", "per_timestep": True, "modality_dropout": 0.25,
-               "options": {"causal": True, "lookahead": 0, "layers": 2, "heads": 4, "dropout": 0.1}},
+               # attention-probability dropout on: without it frame AUC fell (seed 0: 0.825 vs 0.880), at the cost of
+               # the unfused math kernel in CPU training (fusion_throughput: 11.3x vs 8.7x concat)
+               "options": {"causal": True, "lookahead": 0, "layers": 2, "heads": 4, "dropout": 0.1, "attention_dropout": 0.1}},
 }
 
 domain = Domain(
