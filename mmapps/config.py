@@ -102,6 +102,14 @@ class EvalConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class PretrainConfig(_Strict):
+    """Self-supervised multimodal pretraining (`mmapps <domain> pretrain`); see docs/pretraining.md."""
+
+
+class FinetuneConfig(_Strict):
+    """How `train` adapts each encoder and the fusion (full, frozen, last-N layers, LoRA/IA3); see docs/pretraining.md."""
+
+
 class RunConfig(_Strict):
     domain: str
     recipe: str = "default"
@@ -112,6 +120,8 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

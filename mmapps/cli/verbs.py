@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import inspect
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence
@@ -15,7 +16,10 @@ from mmapps.plugins import DomainEntry, get_domain
 
 
 MAX_PRINTED_METRICS = 30
-VERBS = ("demo-data", "train", "evaluate", "predict", "benchmark", "info", "check")
+VERBS = ("demo-data", "train", "evaluate", "predict", "benchmark", "info", "check", "pretrain", "export", "prune", "serve")
+# The life-cycle verbs beyond training each live in their own module with one function,
+# ``register(app, name)``, that adds its commands to a domain's sub-app.
+VERB_MODULES = ("mmapps.cli.verb_pretrain", "mmapps.cli.verb_export", "mmapps.cli.verb_prune", "mmapps.cli.verb_serve")
 
 
 def build_domain_app(entry: DomainEntry) -> typer.Typer:
@@ -167,6 +171,9 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         from mmapps.testing import check_domain
 
         typer.echo(check_domain(get_domain(name), data=data, overrides=set_, recipe=recipe).format())
+
+    for module_name in VERB_MODULES:
+        importlib.import_module(module_name).register(app, name)
 
     if entry.domain.extra_commands is not None:
         try:

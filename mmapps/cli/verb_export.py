@@ -1,0 +1,9 @@
+"""The `export` verb of every domain."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, name: str) -> None:
+    """Add `mmapps <name> export` to the domain's sub-app."""

@@ -1,0 +1,9 @@
+"""The `prune` verb of every domain."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, name: str) -> None:
+    """Add `mmapps <name> prune` to the domain's sub-app."""

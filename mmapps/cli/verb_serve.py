@@ -1,0 +1,9 @@
+"""The `serve` verb of every domain."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer, name: str) -> None:
+    """Add `mmapps <name> serve` to the domain's sub-app."""
