@@ -34,6 +34,9 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
 - ``report_sections``: callables ``(context: mmapps.report.ReportContext) -> list[Section]``.
 - ``batch_sampler(dataset, cfg, split) -> Sampler | None``: optional.
 - ``extra_commands(app: typer.Typer)``: adds domain-specific CLI verbs; must import lazily.
+- ``pretrain(cfg, domain, model) -> mmapps.pretrain.contract.PretrainParts``: optional; how the
+  model's encoders and token fusion are reached and which modalities declare their own masking
+  unit and target (see `mmapps.pretrain.contract`); core modality kinds need no hook.
 """
 
 from __future__ import annotations
@@ -163,6 +166,7 @@ class Domain:
         train_flags: domain-specific boolean ``train`` options, each setting a config field.
         demo_version: bump it when ``write_demo_data`` changes what it writes: the cached demo
             folder is named by it, so an old cache is not reused silently.
+        pretrain: lazy ref or None; the self-supervised pretraining hook (module docstring).
     """
 
     name: str
@@ -185,6 +189,7 @@ class Domain:
     install_hint: str = "pip install mmapps"
     train_flags: tuple[TrainFlag, ...] = ()
     demo_version: int = 1
+    pretrain: Ref | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
