@@ -65,6 +65,15 @@ class HeadConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class PrunedConfig(_Strict):
+    """Written by `mmapps <domain> prune` (never by hand): how the pruned model differs from the one its recipe builds."""
+
+    method: Literal["channels", "magnitude"] = Field(description="channels: structured (torch-pruning); magnitude: unstructured zeros")
+    amount: float = Field(ge=0.0, lt=1.0, description="share of channels (or weights) removed in the pruned layers")
+    kept_layers: dict[str, list[int]] = Field(default_factory=dict, description="layer-list module path -> indices kept (text encoder layer dropping)")
+    shapes: dict[str, list[int]] = Field(default_factory=dict, description="state-dict key -> shape, for every tensor pruning resized")
+
+
 class ModelConfig(_Strict):
     dim: int = Field(128, ge=1, description="shared width that encoders project to")
     encoders: dict[str, EncoderConfig] = Field(default_factory=dict)
@@ -72,6 +81,7 @@ class ModelConfig(_Strict):
     heads: dict[str, HeadConfig] = Field(default_factory=dict)
     modalities: list[str] | None = Field(None, description="subset of modalities to use (single-modality baselines); None = all")
     options: dict[str, Any] = Field(default_factory=dict)
+    pruned: PrunedConfig | None = Field(None, description="set by `prune`: the pruned architecture (see mmapps.prune.structure)")
 
 
 class TrainConfig(_Strict):

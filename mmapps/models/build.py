@@ -33,9 +33,12 @@ def build_model(cfg: RunConfig, domain: Domain) -> nn.Module:
     register_core_parts()
     if domain.setup is not None:
         resolve(domain.setup)()
-    if domain.build_model is not None:
-        return resolve(domain.build_model)(cfg, domain)
-    return build_fusion_model(cfg, domain)
+    model = resolve(domain.build_model)(cfg, domain) if domain.build_model is not None else build_fusion_model(cfg, domain)
+    if cfg.model.pruned is not None:  # a pruned checkpoint's architecture (mmapps.prune.structure)
+        from mmapps.prune.structure import apply_structure
+
+        apply_structure(model, cfg.model.pruned)
+    return model
 
 
 def build_fusion_model(cfg: RunConfig, domain: Domain) -> nn.Module:
