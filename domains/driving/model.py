@@ -20,7 +20,7 @@ from mmapps_domains.driving.bev_backbone import BEVBackbone, CenterHead
 from mmapps_domains.driving.camera_fusion import ImageFeatureNet, bev_image_features, paint_points
 from mmapps_domains.driving.options import DrivingDataOptions, DrivingModelOptions, parse_options
 from mmapps_domains.driving.pillar_encoder import PillarFeatureNet
-from mmapps_domains.driving.preprocess import grid_shape, pillarise
+from mmapps_domains.driving.preprocess import Pillars, grid_shape, pillarise
 
 FUSION_NAMES: tuple[str, ...] = ("lidar_only", "painting", "bev")
 
@@ -56,18 +56,6 @@ class DrivingDetector(nn.Module):
         self.backbone = BEVBackbone(bev_in, options.backbone_channels, options.head_channels)
         self.head = CenterHead(options.head_channels, len(self.classes), options.head_channels)
 
-    def _camera(self, batch: Batch, device: torch.device) -> tuple[Tensor | None, Tensor, Tensor]:
-        b = len(batch)
-        matrices = torch.tensor([m["lidar_to_image"] for m in batch.meta], dtype=torch.float32, device=device)  # (B, 3, 4)
-        cam = batch.inputs.get("camera")
-        if self.image_net is None or cam is None or cam.data is None or not bool(cam.present.any()):
-            return None, torch.zeros(b, dtype=torch.bool, device=device), matrices
-        present = cam.present.to(device)
-        if self.training and self.camera_dropout > 0:
-            present = present & (torch.rand(b, device=device) >= self.camera_dropout)
-        features = self.image_net(cam.data.to(device))  # (B, C, H/4, W/4)
-        return features, present, matrices
-
     def forward(self, batch: Batch) -> dict[str, Any]:
         """Inputs: a `Batch` with ``lidar`` (packed) and optionally ``camera``; returns ``{"objects": raw head outputs}``."""
         lidar = batch.inputs["lidar"]
@@ -77,27 +65,49 @@ class DrivingDetector(nn.Module):
         counts = (lidar.offsets[1:] - lidar.offsets[:-1]).to(device)
         batch_index = torch.repeat_interleave(torch.arange(b, device=device), counts)  # (P,)
         pillars = pillarise(points, batch_index, self.point_range, self.options.pillar_size)
-        image_features, present, matrices = self._camera(batch, device)
-        point_features = pillars.features
+        matrices = torch.tensor([m["lidar_to_image"] for m in batch.meta], dtype=torch.float32, device=device)  # (B, 3, 4)
+        cam = batch.inputs.get("camera")
+        image, present = None, torch.zeros(b, dtype=torch.bool, device=device)
+        if self.image_net is not None and cam is not None and cam.data is not None and bool(cam.present.any()):
+            image, present = cam.data.to(device), cam.present.to(device)  # else: the image net is not run at all
+            if self.training and self.camera_dropout > 0:
+                present = present & (torch.rand(b, device=device) >= self.camera_dropout)
+        heatmap, regression = self.detect(pillars.features, pillars.pillar_of_point, pillars.coords, matrices, image, present)
+        return {"objects": self.head_outputs(heatmap, regression)}
+
+    def detect(self, point_features: Tensor, pillar_of_point: Tensor, coords: Tensor, lidar_to_image: Tensor,
+               image: Tensor | None, present: Tensor) -> tuple[Tensor, Tensor]:
+        """Everything after `pillarise`, on tensors only (the exported graph, see ``export.py``).
+
+        Inputs: point_features (P, 9) and pillar_of_point (P,) and coords (Q, 3) from `pillarise`;
+        lidar_to_image (B, 3, 4) per-sample projections; image (B, 3, H, W) or None (no image in the
+        batch: the image net is skipped, which gives the same outputs as zeros with ``present`` false);
+        present (B,) camera presence. Returns heatmap logits (B, K, ny/2, nx/2) and regression (B, 8, ny/2, nx/2).
+        """
+        b = lidar_to_image.shape[0]
+        features = self.image_net(image) if image is not None and self.image_net is not None else None  # (B, C, H/4, W/4)
         ci = self.options.image_channels + 1
         if self.fusion == "painting":
-            if image_features is None:  # no image in the whole batch: the features an absent camera gets
+            if features is None:  # no image in the whole batch: the features an absent camera gets
                 painted = point_features.new_zeros(point_features.shape[0], ci)
             else:
-                painted = paint_points(points[pillars.point_index, :3], batch_index[pillars.point_index], image_features, matrices, present, self.image_size)
+                painted = paint_points(point_features[:, :3], coords[pillar_of_point, 0], features, lidar_to_image, present, self.image_size)
             point_features = torch.cat([point_features, painted], dim=1)
-        bev = self.pfn(point_features, pillars, b, self.grid)  # (B, C, ny, nx)
+        bev = self.pfn(point_features, Pillars(point_features, pillar_of_point, coords, pillar_of_point), b, self.grid)  # (B, C, ny, nx)
         if self.fusion == "bev":
-            if image_features is None:
+            if features is None:
                 extra = bev.new_zeros(b, ci, *self.grid)
             else:
-                extra = bev_image_features(image_features, matrices, present, self.image_size, self.grid,
+                extra = bev_image_features(features, lidar_to_image, present, self.image_size, self.grid,
                                            self.point_range[0], self.point_range[1], self.options.pillar_size, self.options.bev_heights)
             bev = torch.cat([bev, extra], dim=1)
-        heatmap, regression = self.head(self.backbone(bev))
+        return self.head(self.backbone(bev))
+
+    def head_outputs(self, heatmap: Tensor, regression: Tensor) -> dict[str, Any]:
+        """The ``objects`` output `postprocess` decodes: head tensors plus the grid and decoding settings."""
         grid = {"x_min": self.point_range[0], "y_min": self.point_range[1], "cell": 2 * self.options.pillar_size, "classes": self.classes}
         decode = {"max_detections": self.options.max_detections, "score_threshold": self.options.score_threshold, "nms_iou": self.options.nms_iou}
-        return {"objects": {"heatmap": heatmap, "regression": regression, "grid": grid, "decode": decode}}
+        return {"heatmap": heatmap, "regression": regression, "grid": grid, "decode": decode}
 
 
 def build_model(cfg: Any, domain: Any = None) -> DrivingDetector:
