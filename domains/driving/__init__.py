@@ -84,4 +84,5 @@ domain = Domain(
     data_options=f"{_P}.options:DrivingDataOptions",
     headline_metrics=("*_ap_r40/*/moderate", "bev_ap_r11/*/moderate"),
     install_hint="pip install 'mmapps' (driving needs open3d-cpu and libusb-package)",
+    pretrain=f"{_P}.pretrain:pretrain",  # masked pillar blocks -> BEV occupancy; SparK camera patches (docs/pretraining.md#driving)
 )

