@@ -34,6 +34,8 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
 - ``report_sections``: callables ``(context: mmapps.report.ReportContext) -> list[Section]``.
 - ``batch_sampler(dataset, cfg, split) -> Sampler | None``: optional.
 - ``extra_commands(app: typer.Typer)``: adds domain-specific CLI verbs; must import lazily.
+- ``export(model, cfg, domain, example_batch) -> mmapps.export.adapter.ExportAdapter``: optional;
+  how a model of the domain's own ``build_model`` becomes an ONNX graph (see `mmapps.export.adapter`).
 - ``pretrain(cfg, domain, model) -> mmapps.pretrain.contract.PretrainParts``: optional; how the
   model's encoders and token fusion are reached and which modalities declare their own masking
   unit and target (see `mmapps.pretrain.contract`); core modality kinds need no hook.
@@ -166,6 +168,7 @@ class Domain:
         train_flags: domain-specific boolean ``train`` options, each setting a config field.
         demo_version: bump it when ``write_demo_data`` changes what it writes: the cached demo
             folder is named by it, so an old cache is not reused silently.
+        export: lazy ref or None; the ONNX export adapter factory (module docstring).
         pretrain: lazy ref or None; the self-supervised pretraining hook (module docstring).
     """
 
@@ -189,6 +192,7 @@ class Domain:
     install_hint: str = "pip install mmapps"
     train_flags: tuple[TrainFlag, ...] = ()
     demo_version: int = 1
+    export: Ref | None = None
     pretrain: Ref | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 

@@ -1,0 +1,170 @@
+"""`export_checkpoint`: a trained checkpoint -> an export folder (ONNX, sidecar, model card, Triton repository).
+
+The folder is assembled in a temporary sibling ``.<name>.<random>.tmp`` and renamed into place only
+after the parity check passed and the sidecar was written: a failure leaves nothing half-written
+(and an earlier export at the same path intact).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmapps.errors import CheckpointError, ConfigError
+from mmapps.export.parity import ParityReport
+from mmapps.export.sidecar import SIDECAR, Sidecar, write_sidecar
+
+MIN_OPSET = 18
+QUANTIZE = ("none", "dynamic", "static")
+EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to model.onnx.data (protobuf's 2 GiB limit)
+
+
+@dataclass
+class ExportResult:
+    """Where an export went and its parity figures."""
+
+    folder: Path
+    model: Path
+    sidecar: Path
+    parity: ParityReport
+    seconds: float
+    files: dict[str, int]
+
+
+def max_opset() -> int:
+    """The newest opset this onnx / onnxscript pair can write."""
+    import onnx
+
+    return int(onnx.defs.onnx_opset_version())
+
+
+def check_options(opset: int, quantize: str) -> None:
+    top = max_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise ConfigError(f"--opset {opset}: not supported; mmapps exports opsets {MIN_OPSET} to {top} ({MIN_OPSET} is the oldest with the scatter and attention ops the models need, {top} the newest this onnx install writes)")
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    domain: Any,
+    out: Path,
+    opset: int = MIN_OPSET,
+    quantize: str = "none",
+    overrides: dict[str, Any] | None = None,
+    calibration_samples: int = 64,
+    triton_name: str | None = None,
+    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+) -> ExportResult:
+    """Export a ``.safetensors`` checkpoint of `domain` to the folder `out`.
+
+    Args:
+        checkpoint: an mmapps inference checkpoint (``<run>/checkpoints/best.safetensors``).
+        domain: the domain asked to export it (another domain's checkpoint is refused).
+        out: the export folder to create (an earlier export there is replaced only on success).
+        opset: ONNX opset, ``MIN_OPSET`` .. `max_opset`.
+        quantize: ``none``, ``dynamic`` or ``static`` (``mmapps.export.quantize``; static calibrates on
+            `calibration_samples` training samples).
+        overrides: nested config values over the checkpoint's (``data.root`` to use another copy of the data).
+        triton_name: the Triton model name (default ``<domain>``).
+        log: where progress lines go.
+
+    Raises:
+        ConfigError: bad options; CheckpointError: a missing, corrupt or foreign checkpoint;
+        DataError: no validation sample; ParityError: outputs beyond tolerance (nothing written).
+    """
+    import time
+
+    start = time.perf_counter()
+    check_options(opset, quantize)
+    checkpoint, out = Path(checkpoint), Path(out)
+    if checkpoint.suffix == ".onnx" or checkpoint.is_dir():
+        raise CheckpointError(f"--checkpoint {checkpoint}: export reads a .safetensors checkpoint written by train (e.g. <run>/checkpoints/best.safetensors), not an exported model")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / SIDECAR).is_file())):
+        raise ConfigError(f"--out {out}: exists and is not an mmapps export folder; give a new or empty folder (an earlier export there is replaced)")
+    from mmapps.export.loading import load_for_export
+
+    loaded = load_for_export(checkpoint, domain, overrides)
+    if quantize == "static" and (calibration_samples <= 0 or len(loaded.splits.train) == 0):
+        raise ConfigError(
+            f"--quantize static: no calibration data (--calibration-samples {calibration_samples}, {len(loaded.splits.train)} training samples under data root "
+            f"{loaded.cfg.data.root}); static int8 calibrates activation ranges on training samples: give --data with a training split and --calibration-samples > 0, or use --quantize dynamic"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        result = _export_into(tmp, loaded, opset, quantize, calibration_samples, triton_name or loaded.domain.name, log)
+        _replace_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
+    return ExportResult(out, out / result.model_file, out / SIDECAR, result.parity_report, time.perf_counter() - start, files)
+
+
+def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibration_samples: int, triton_name: str, log: Callable[[str], None]) -> Any:
+    from mmapps.domain import resolve
+    from mmapps.export.card import write_model_card
+    from mmapps.export.onnx_write import write_onnx
+    from mmapps.export.session import OnnxModel
+    from mmapps.export.triton import write_triton_repository
+    from mmapps.export.validation import validation_summary
+
+    adapter = loaded.adapter
+    preprocess = adapter.preprocess(folder)
+    runtime = resolve(adapter.runtime)(preprocess, folder)
+    log(f"exporting {loaded.domain.name} ({type(loaded.model).__name__}) to ONNX opset {opset} with torch.onnx.export(dynamo=True)...")
+    write_onnx(adapter, runtime.feeds(loaded.example), folder / "model.onnx", opset)
+    draft = Sidecar(
+        domain=loaded.domain.name, inputs=adapter.inputs, outputs=adapter.outputs, runtime=adapter.runtime, preprocess=preprocess,
+        labels={t.name: list(t.labels) for t in loaded.domain.tasks}, thresholds={}, score_distribution={}, parity={},
+        config=loaded.config_yaml, mmapps_version=_version(), opset=opset,
+    )
+    onnx_model = OnnxModel(draft, folder)
+    log(f"parity: onnxruntime vs PyTorch on the validation split ({len(loaded.splits.val)} samples)...")
+    summary = validation_summary(loaded, onnx_model)
+    summary.parity.raise_if_failed()
+    draft.thresholds, draft.score_distribution, draft.parity = summary.thresholds, summary.distributions, summary.parity.to_json()
+    draft.extra["validation_metrics"] = summary.metrics_torch
+    draft.extra["test_metrics"] = loaded.test_metrics
+    if quantize != "none":
+        from mmapps.export.quantize_call import quantize_export
+
+        draft.extra["quantized"] = quantize_export(folder, draft, loaded, quantize, calibration_samples, log)
+    write_triton_repository(folder, triton_name, draft)
+    write_model_card(folder, draft, loaded, summary)
+    write_sidecar(folder, draft)
+    draft.parity_report = summary.parity  # type: ignore[attr-defined]
+    return draft
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    """Rename `tmp` to `out`; an earlier export at `out` is moved aside first and removed after."""
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old.{os.getpid()}.tmp"
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old, out)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmapps")
+    except PackageNotFoundError:
+        return "unknown"
