@@ -17,9 +17,9 @@ A test passes its own provider in ``state.extra["tracer_provider"]``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable
+from typing import Any
 
 from opentelemetry import context, propagate, trace
 from opentelemetry.sdk.resources import Resource
@@ -42,7 +42,9 @@ def build_provider(service_name: str, environ: dict[str, str] | None = None) -> 
         provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
     elif exporter == "otlp":
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+                OTLPSpanExporter,
+            )
         except ImportError:
             raise ConfigError("OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install opentelemetry-exporter-otlp "
                               "(or set OTEL_TRACES_EXPORTER=console or none)") from None
@@ -111,7 +113,7 @@ def tracer(state: Any) -> trace.Tracer:
 
 
 @contextmanager
-def span(state: Any, name: str, **attributes: str | int | float | bool) -> Iterator[trace.Span]:
+def span(state: Any, name: str, **attributes: str | float | bool) -> Iterator[trace.Span]:
     """A child span of the current request (attributes must be code-chosen values, never payload)."""
     with tracer(state).start_as_current_span(name, attributes=attributes) as current:
         yield current
