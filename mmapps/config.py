@@ -113,7 +113,28 @@ class EvalConfig(_Strict):
 
 
 class PretrainConfig(_Strict):
-    """Self-supervised multimodal pretraining (`mmapps <domain> pretrain`); see docs/pretraining.md."""
+    """Self-supervised multimodal pretraining (`mmapps <domain> pretrain`); see docs/pretraining.md.
+
+    A modality name in ``loss_weights`` or ``mask_ratio`` that the domain lacks is refused when the
+    pretraining starts (the config alone does not know the domain's modalities).
+    """
+
+    mask_ratio: dict[str, Annotated[float, Field(ge=0.0, lt=1.0)]] = Field(default_factory=dict, description="modality -> share of its mask units hidden, in [0, 1); unset = the encoder kind's default (image 0.6, windows/time 0.6, columns 0.3, frozen note hidden whole 0.5, masked tokens 0.15)")
+    loss_weights: dict[str, Annotated[float, Field(ge=0.0)]] = Field(default_factory=dict, description="modality -> lambda_m of L = sum_m lambda_m L_m (default 1.0); 0 removes that modality's loss and gradient")
+    contrastive_weight: float = Field(0.1, ge=0.0, description="lambda_c of the symmetric InfoNCE between modalities' pooled embeddings (learnable temperature); 0 = off")
+    temperature: float = Field(0.07, gt=0.0, lt=1.0, description="initial InfoNCE temperature (learned)")
+    normalize_by_trivial: bool = Field(False, description="divide each L_m by its per-position-mean predictor's loss, estimated on the pool before training")
+    uncertainty_weighting: bool = Field(False, description="learn one log-variance s_m per modality: lambda_m (exp(-s_m) L_m + s_m) (Kendall et al. 2018)")
+    whole_modality: float = Field(0.15, ge=0.0, lt=1.0, description="per sample, probability of hiding one optional modality entirely (reconstructed from the others); never all of a sample's modalities")
+    block: int = Field(2, ge=1, description="mask units per contiguous block for time/window masking")
+    decoder_layers: int = Field(2, ge=1, description="transformer layers of each per-modality decoder (discarded after pretraining)")
+    decoder_dim: int | None = Field(None, ge=8, description="decoder width; None = model.dim")
+    decoder_heads: int = Field(4, ge=1)
+    held_out: float = Field(0.1, gt=0.0, lt=0.5, description="share of the train split's groups held out for the reconstruction loss that selects and stops (early stopping)")
+    statistics_batches: int = Field(8, ge=1, description="pool batches read before training for target statistics and the trivial-predictor losses")
+    report_samples: int = Field(3, ge=0, description="held-out samples pictured (original / masked / reconstructed) in the report")
+    train: dict[str, Any] = Field(default_factory=dict, description="train.* values used when pretraining, over the recipe's (a domain's pretraining schedule); --set train.x still wins")
+    options: dict[str, Any] = Field(default_factory=dict, description="domain-specific pretraining options, validated by the domain's Domain.pretrain hook (e.g. driving block_m, z_bins; surveillance lookahead, next_window)")
 
 
 class FinetuneConfig(_Strict):

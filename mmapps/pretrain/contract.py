@@ -45,8 +45,9 @@ Mask draws must come from ``keys.generator(b, stream)`` (or ``keys.rng``): a pur
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -140,6 +141,7 @@ class FusedContext:
         modality: (N,) long index of each token's modality (sorted order).
         positions: (B, N) long unit index of each token within its modality, -1 when none.
         modalities: the modality names, sorted.
+        span: one more than the largest unit position of any modality (positional tables' size).
     """
 
     tokens: Tensor
@@ -147,6 +149,7 @@ class FusedContext:
     modality: Tensor
     positions: Tensor
     modalities: tuple[str, ...]
+    span: int = 1
 
 
 class ModalityObjective(nn.Module):
@@ -161,6 +164,14 @@ class ModalityObjective(nn.Module):
     target_name: str = "input"
     loss_kind: str = "mse"
     ratio: float = 0.5
+
+    def bind(self, batch: Any) -> None:
+        """Called with the whole `mmapps.data.Batch` before `draw`, every step. Default: nothing.
+
+        For objectives whose encoding needs more than their own modality: per-sample metadata
+        (e.g. the driving LiDAR's camera projection matrices in ``batch.meta``) or another modality
+        (camera painting of LiDAR points).
+        """
 
     def draw(self, mb: ModalityBatch, keys: MaskKeys, stream: int) -> ModalityMask:
         """The batch's mask; random numbers only from ``keys`` (reproducible from seed, id, epoch)."""

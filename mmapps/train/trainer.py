@@ -88,9 +88,14 @@ class Trainer:
         runtime: device, precision and distributed coordinates.
         modalities: modalities the model uses (collated).
         callbacks: hooks (see `mmapps.train.callbacks`).
+        objective: None trains on the domain's task losses and selects on its primary metric;
+            otherwise an object with ``loss(outputs, batch) -> (total, parts)``,
+            ``validate(model, val_loader, runtime) -> dict[str, float]`` and the attributes
+            ``primary`` (the key of that dict that selects and stops) and ``higher_is_better``
+            (self-supervised pretraining, `mmapps.pretrain.objective`).
     """
 
-    def __init__(self, cfg: RunConfig, domain: Domain, model: nn.Module, train_set: Dataset, val_set: Dataset, run_dir: Path, runtime: Runtime, modalities: Sequence[str], callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(self, cfg: RunConfig, domain: Domain, model: nn.Module, train_set: Dataset, val_set: Dataset, run_dir: Path, runtime: Runtime, modalities: Sequence[str], callbacks: Sequence[Callback] = (), objective: Any = None) -> None:
         self.cfg, self.domain, self.runtime, self.run_dir = cfg, domain, runtime, Path(run_dir)
         self.model = model.to(runtime.device)
         if runtime.distributed:
@@ -101,7 +106,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self._batch_hooks = [cb for cb in self.callbacks if type(cb).on_train_batch_end is not Callback.on_train_batch_end]
         self.optimizer = build_optimizer((p for p in self.model.parameters() if p.requires_grad), cfg.train, runtime.device)
-        self.losses = {t.name: [(name, build_loss(ref, cfg, train_set, t.name), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
+        self.objective = objective
+        self.losses = {} if objective is not None else {t.name: [(name, build_loss(ref, cfg, train_set, t.name), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
         self.batches_per_epoch = len(self.train_loader) if cfg.train.max_steps_per_epoch is None else min(len(self.train_loader), cfg.train.max_steps_per_epoch)
         self.optimizer_steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / cfg.train.grad_accum_steps))
         self.total_steps = self.optimizer_steps_per_epoch * cfg.train.epochs
@@ -110,12 +116,14 @@ class Trainer:
         self.progress = Progress()
         self.checkpoint_dir = self.run_dir / "checkpoints"
         self.labels = {t.name: list(t.labels) for t in domain.tasks}
-        self.primary = primary_key(domain)
-        self.higher_is_better = domain.primary_task.higher_is_better
+        self.primary = objective.primary if objective is not None else primary_key(domain)
+        self.higher_is_better = objective.higher_is_better if objective is not None else domain.primary_task.higher_is_better
 
     # -- losses -------------------------------------------------------------------------------
     def compute_loss(self, outputs: dict[str, Any], batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The weighted total loss and its detached parts (device tensors: reading them syncs)."""
+        if self.objective is not None:
+            return self.objective.loss(outputs, batch)
         total = torch.zeros((), device=self.runtime.device)
         parts: dict[str, torch.Tensor] = {}
         for task, losses in self.losses.items():
@@ -146,7 +154,11 @@ class Trainer:
             progress.next_epoch, progress.next_batch, progress.epoch_loss_sum, progress.epoch_loss_count = epoch + 1, 0, None, 0
             row: dict[str, Any] = {"train/loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"]}
             value = math.nan
-            if self.val_loader is not None:
+            if self.val_loader is not None and self.objective is not None:
+                val_metrics = self.objective.validate(self.model, self.val_loader, self.runtime) if self.runtime.is_main else {}
+                value = self._broadcast(float(val_metrics.get(self.primary, math.nan)))
+                row.update({f"val/{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float))})
+            elif self.val_loader is not None:
                 val_records = predict_records(self.model, self.val_loader, self.domain, self.runtime)
                 quick = self.cfg.model_copy(update={"eval": self.cfg.eval.model_copy(update={"bootstrap_resamples": 0})})
                 val_metrics = compute_metrics(self.domain, val_records, quick) if self.runtime.is_main else {}
