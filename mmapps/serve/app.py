@@ -186,6 +186,10 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        if request.url.path in state.extra.get("multipart_routes", ()) and not content_type.startswith("multipart/form-data"):
+            return await serve_error(request, ServeError(415, "wrong_content_type", f"content type {content_type.split(';')[0] or 'none'!r}: "
+                                                         "this endpoint accepts multipart/form-data (files as file parts, text as form fields; curl -F)"))
         parts = []
         for item in err.errors()[:5]:  # the field and the expectation, never the value sent
             where = ".".join(str(p) for p in item.get("loc", ()) if p != "body") or "body"

@@ -1,0 +1,249 @@
+"""One live stream: segments read as a continuous stream, windows scored the way ``watch`` scores them.
+
+`SegmentFeed` is the blocking, bounded byte source PyAV reads from (so the decoder's state, the
+H.264 references and the AAC overlap, carries across segment boundaries, and a cut anywhere gives
+the numbers of the uncut stream). `LiveDecoder` is `stream.iter_media_windows` for a stream with its
+own audio track, built from the same `VideoWindowSampler`, `AudioWindowBuffer` and `MonoConverter`
+(that function opens files only; a live stream is not a file). Stream time starts at the first
+decoded frame's time rounded down to a whole window, so a stream whose timestamps start near 0
+has the windows of the same recording watched as a file. `LiveScorer` turns windows into the
+model's inputs as ``watch`` does (`dataset.video_tensor`, `audio.log_mel`, pooled chat vectors),
+scores them with `StreamingScorer` and closes alerts with `AlertTracker`.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LIVE_FORMATS = "mpegts,mov,mp4,m4a,3gp,3g2,mj2"  # MPEG-TS and (fragmented) MP4 demuxers only
+
+
+class SegmentFeed(io.RawIOBase):
+    """Binary frames in, a blocking byte stream out; at most ``capacity`` frames wait unread."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self._queue: queue.Queue = queue.Queue()
+        self._buf = memoryview(b"")
+        self._eof = False
+        self.ended = False
+
+    def put(self, data: bytes) -> bool:
+        """Queue one segment; False (nothing queued) when ``capacity`` segments already wait."""
+        if self.ended:
+            return True
+        if self._queue.qsize() >= self.capacity:
+            return False
+        self._queue.put(bytes(data))
+        return True
+
+    def end(self) -> None:
+        """No more segments: the reader sees the end of the stream after the queued ones."""
+        if not self.ended:
+            self.ended = True
+            self._queue.put(None)
+
+    def abort(self) -> None:
+        """Drop what is queued and end the stream now."""
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
+        self.ended = False
+        self.end()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not len(self._buf):
+            if self._eof:
+                return 0
+            chunk = self._queue.get()
+            if chunk is None:
+                self._eof = True
+                return 0
+            self._buf = memoryview(chunk)
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
+class LiveDecoder:
+    """Windows (`stream.MediaWindow`) of the stream read from a `SegmentFeed`, in order, as they complete."""
+
+    def __init__(self, feed: SegmentFeed, spec: Any, with_audio: bool = True) -> None:
+        self.feed, self.spec, self.with_audio = feed, spec, with_audio
+
+    def windows(self) -> Iterator[Any]:
+        import av
+        from mmapps_domains.surveillance.audio import AudioWindowBuffer, MonoConverter
+        from mmapps_domains.surveillance.errors import MediaError
+        from mmapps_domains.surveillance.probe import check_codec
+        from mmapps_domains.surveillance.stream import MediaWindow
+        from mmapps_domains.surveillance.video import VideoWindowSampler, video_info
+
+        spec, where = self.spec, Path("live stream")
+        try:
+            container = av.open(self.feed, mode="r", container_options={"format_whitelist": LIVE_FORMATS})
+        except (av.error.FFmpegError, UnicodeDecodeError) as err:
+            raise MediaError(f"live stream: the first segment is not MPEG-TS or fragmented MP4 ({type(err).__name__}); "
+                             "send MPEG-TS segments, or an fMP4 init segment followed by media segments") from None
+        try:
+            info = video_info(container, where)
+            vstream = container.streams.video[0]
+            own_audio = self.with_audio and bool(container.streams.audio)
+            streams = [vstream] + ([container.streams.audio[0]] if own_audio else [])
+            if own_audio:
+                check_codec(streams[1], where)
+            sampler, abuf = VideoWindowSampler(spec), AudioWindowBuffer(spec)
+            convert = MonoConverter(spec.sample_rate) if own_audio else None
+            ready: deque = deque()
+            state = {"origin": None, "end": 0.0, "audio_started": False}
+
+            def emit(final: bool) -> Iterator[Any]:
+                while ready:
+                    w, frames = ready[0]
+                    if not final and state["end"] < (w + 1) * spec.window_s - 1e-9:
+                        return
+                    if own_audio and not final and abuf.available_until < (w + 1) * spec.samples_per_window:
+                        return
+                    audio = None
+                    if own_audio:
+                        got = abuf.pop_windows(w + 1) if not final else abuf.finish(w + 1, round(state["end"] * spec.sample_rate))
+                        audio = got[-1] if got else np.zeros(spec.samples_per_window, np.float32)
+                    ready.popleft()
+                    yield MediaWindow(w, w * spec.window_s, frames, audio, info, state["end"])
+
+            try:
+                for packet in container.demux(*streams):
+                    for frame in packet.decode():
+                        if frame.time is None:
+                            continue
+                        if state["origin"] is None:
+                            state["origin"] = math.floor(float(frame.time) / spec.window_s + 1e-9) * spec.window_s
+                        t = float(frame.time) - state["origin"]
+                        if packet.stream.type == "video":
+                            state["end"] = max(state["end"], t + 1.0 / info.fps)
+                            ready.extend(sampler.feed(frame, t))
+                        else:
+                            samples = convert(frame)
+                            start = round(t * spec.sample_rate) if not state["audio_started"] else abuf.available_until
+                            abuf.add(samples, start)
+                            state["audio_started"] = True
+                    yield from emit(final=False)
+            except av.error.FFmpegError as err:
+                raise MediaError(f"live stream: corrupt segment after {state['end']:.2f} s of stream ({type(err).__name__})") from None
+            if state["end"] == 0.0:
+                raise MediaError("live stream: no video frame could be decoded from the segments received")
+            if convert is not None:
+                abuf.add(convert(None), abuf.available_until)
+            ready.extend(sampler.finish(state["end"]))
+            yield from emit(final=True)
+        finally:
+            container.close()
+
+
+class LiveScorer:
+    """Window inputs, streaming scores, alerts and drift observations of one stream (a ``watch`` run)."""
+
+    def __init__(self, runner: Any, metrics: Any, chat: bool = True) -> None:
+        from mmapps_domains.surveillance.options import data_options
+        from mmapps_domains.surveillance.streaming import StreamingScorer
+        from mmapps_domains.surveillance.watch import AlertTracker, default_threshold
+
+        from mmapps.errors import ConfigError
+        from mmapps.models.build import selected_modalities
+
+        self.runner, self.metrics = runner, metrics
+        cfg, domain = runner.cfg, runner.domain
+        self.opts = data_options(cfg.data.options)
+        self.spec = self.opts.window_spec()
+        self.modalities = selected_modalities(cfg, domain)
+        if "features" in self.modalities:
+            raise ConfigError("live: this model uses pre-extracted features, which a live stream does not have")
+        self.layouts = {m: domain.modality(m).layout for m in self.modalities}
+        self.scorer = StreamingScorer(runner.model)
+        threshold = default_threshold(Path(runner.source), self.opts.alert_threshold)
+        self.tracker = AlertTracker(self.opts.classes, self.opts.window_s, threshold)
+        self.use_chat = chat and "chat" in self.modalities
+        self._chat: dict[int, list[str]] = {}
+        self._lock = threading.Lock()
+        self.n_windows = self.n_alerts = self.late_chat = 0
+        if self.use_chat:
+            from mmapps_domains.surveillance.text_embed import embed_texts
+
+            embed_texts(["warm-up"])  # the text model loads before the first window
+
+    def add_chat(self, record: Any) -> dict | None:
+        """Keep one chat line for its window; an error frame for a bad or late line (its text never echoed)."""
+        from mmapps_domains.surveillance.chat import _message
+
+        try:
+            message = _message(record, None, None)
+        except ValueError as err:
+            return {"type": "error", "message": f"chat line dropped: {err}"}
+        window = int(message.t // self.spec.window_s)
+        with self._lock:
+            if window < self.n_windows:
+                self.late_chat += 1
+                return {"type": "error", "message": f"chat line for window {window} arrived after it was scored: dropped "
+                        "(send a segment's chat lines before the segment)"}
+            self._chat.setdefault(window, []).append(message.text)
+        return None
+
+    def _inputs(self, item: Any) -> dict[str, Any]:
+        from mmapps_domains.surveillance.audio import log_mel
+        from mmapps_domains.surveillance.dataset import absent_or, video_tensor
+        from mmapps_domains.surveillance.text_embed import (
+            EMBED_DIM,
+            embed_texts,
+            pooled_chat_vector,
+        )
+
+        inputs: dict[str, Any] = {"video": video_tensor(item.frames[None], self.opts.motion_channel)}
+        inputs["audio"] = absent_or(log_mel(item.audio[None], self.spec) if item.audio is not None else None, (self.spec.n_mels, self.spec.mel_frames))
+        chat_vec = None
+        if self.use_chat:
+            with self._lock:
+                texts = self._chat.pop(item.index, [])
+            embeddings = embed_texts(texts) if texts else np.zeros((0, EMBED_DIM), np.float32)
+            chat_vec = pooled_chat_vector(embeddings)[None]  # (1, 385)
+        inputs["chat"] = absent_or(chat_vec, (EMBED_DIM + 1,))
+        return inputs
+
+    def score(self, item: Any, send_scores: bool = False) -> list[dict]:
+        """The messages of one window: its scores (when asked) and the alerts it closes."""
+        import torch
+
+        from mmapps.data import Sample, collate_samples
+
+        inputs = self._inputs(item)
+        sample = Sample("live", "live", {m: inputs[m] for m in self.modalities}, meta={"window_starts": [item.start]})
+        scores = torch.sigmoid(self.scorer.step(collate_samples([sample], self.layouts))).numpy()
+        with self._lock:
+            self.n_windows = item.index + 1
+        out = [{"type": "window", "index": item.index, "start": item.start, "scores": scores.tolist()}] if send_scores else []
+        alerts = self.tracker.update(item.index, scores)
+        self.n_alerts += len(alerts)
+        self.metrics.observe(self.runner.domain.name, self.runner.version, dict(zip(self.opts.classes, scores[:, None])),
+                             {"present.audio": item.audio is not None, "present.chat": self.use_chat})
+        return out + [{"type": "alert", **a} for a in alerts]
+
+    def finish(self) -> list[dict]:
+        """The alerts still open at the end of the stream."""
+        alerts = self.tracker.finish()
+        self.n_alerts += len(alerts)
+        return [{"type": "alert", **a} for a in alerts]

@@ -1,0 +1,117 @@
+"""The path every raw-format request takes: written root -> decoder child -> batcher -> answer, shadow, drift.
+
+``await serve_root(state, request, written, version)`` returns the version used, the samples
+(decoded and de-identified) and their predictions. It times out as a whole
+(``settings.request_timeout_s``), stores de-identified inputs when ``--store-inputs`` asks,
+scores the shadow version after the answer is ready and hands scores and input facts (presence,
+view, never text) to the monitoring's ``observe``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import yaml
+from fastapi import Request
+
+from mmapps.serve.errors import ServeError
+from mmapps.serve.request_roots import RequestRoot
+from mmapps.serve.state import ServiceState
+
+TEXT_SUFFIXES = (".txt", ".csv", ".json", ".jsonl", ".xml", ".srt", ".vtt")
+_SAFE_META = ("view", "views", "n_images", "has_note", "sex", "age_band", "n_points", "n_frames", "duration_s")
+
+
+@dataclass
+class Served:
+    loaded: Any  # versions.LoadedVersion
+    samples: list[Any]
+    predictions: list[Any]  # runner.Prediction per sample
+
+
+def job_config(runner: Any, written: RequestRoot) -> dict[str, Any]:
+    """The run config for the decoder: the model's own, on the written root, without the sample cache."""
+    from mmapps.config import config_to_yaml
+
+    values = yaml.safe_load(config_to_yaml(runner.cfg))
+    values["data"]["root"] = str(written.root)
+    values["data"]["on_error"] = "stop"
+    values["data"]["options"] = {**(values["data"].get("options") or {}), **written.options}
+    values.setdefault("cache", {})["enabled"] = False  # served inputs are never cached
+    return values
+
+
+def input_facts(sample: Any, modalities: list[str]) -> dict[str, Any]:
+    """What drift monitoring may see of a sample: modality presence and a few categorical facts (no text, no id)."""
+    facts: dict[str, Any] = {"presence": {m: sample.inputs.get(m) is not None for m in modalities}}
+    for key in _SAFE_META:
+        if key in sample.meta:
+            facts[key] = sample.meta[key]
+    image = sample.inputs.get("image")
+    if hasattr(image, "float"):
+        facts["image_mean"], facts["image_std"] = float(image.float().mean()), float(image.float().std())
+    return facts
+
+
+def scores_of(predictions: list[Any]) -> dict[str, np.ndarray]:
+    """task -> (N, L) scores, for tasks whose predictions carry a flat ``scores`` list."""
+    out = {}
+    for task in predictions[0].tasks if predictions else ():
+        rows = [p.tasks[task].get("scores") for p in predictions]
+        if all(isinstance(r, list) for r in rows):
+            try:
+                out[task] = np.asarray(rows, dtype=np.float32)
+            except ValueError:
+                continue
+    return out
+
+
+async def serve_root(state: ServiceState, request: Request, written: RequestRoot, version: str | None) -> Served:
+    loaded = state.versions.get(version)
+    runner = loaded.runner
+    request.state.model, request.state.version, request.state.sha256 = state.domain.name, loaded.name, runner.sha256
+    job = {"domain": state.domain.name, "config": job_config(runner, written), "root": str(written.root), "reader": written.reader,
+           "caps": {"max_pixels": state.settings.max_pixels, "max_frames": state.settings.max_frames, "max_points": state.settings.max_points}}
+    if written.deidentify:
+        job["deid_key"] = state.extra["deid_key"].hex()
+    try:
+        samples = await asyncio.wait_for(asyncio.to_thread(state.decoders.decode, job), state.settings.request_timeout_s)
+        if state.settings.store_inputs is not None:
+            store_inputs(state, request.state.request_id, written)
+    finally:
+        written.cleanup()
+    try:
+        predictions = await asyncio.wait_for(loaded.batcher.submit(samples), state.settings.request_timeout_s)
+    except asyncio.TimeoutError:
+        raise ServeError(504, "timeout", f"the model did not answer within {state.settings.request_timeout_s:g} s (--timeout); retry later") from None
+    facts = [input_facts(s, runner.modalities) for s in samples]
+    state.metrics.observe(state.domain.name, loaded.name, scores_of(predictions), {"samples": facts})
+    shadow = state.versions.shadow
+    if shadow and shadow != loaded.name:
+        request.state.shadow_version = shadow
+        asyncio.get_running_loop().create_task(_score_shadow(state, shadow, samples, facts))
+    return Served(loaded, samples, predictions)
+
+
+async def _score_shadow(state: ServiceState, name: str, samples: list[Any], facts: list[dict]) -> None:
+    try:
+        shadow = state.versions.get(name)
+        predictions = await shadow.batcher.submit(samples)
+    except (ServeError, RuntimeError, ValueError):
+        return  # a shadow never affects the service; its failures show as missing shadow scores
+    state.metrics.observe(state.domain.name, name, scores_of(predictions), {"samples": facts, "shadow": True})
+
+
+def store_inputs(state: ServiceState, request_id: str, written: RequestRoot) -> None:
+    """Copy the de-identified inputs (never notes, chat or other text files) to ``--store-inputs``/<request id>/."""
+    target = state.settings.store_inputs / request_id
+    for path in sorted(p for p in written.root.rglob("*") if p.is_file()):
+        if path.suffix.lower() in TEXT_SUFFIXES:
+            continue
+        destination = target / path.relative_to(written.root)
+        destination.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        shutil.copyfile(path, destination)
