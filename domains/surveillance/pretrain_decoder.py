@@ -47,6 +47,9 @@ def causal_window_mask(real: Tensor, lookahead: int) -> Tensor:
 class CausalWindowDecoder(nn.Module):
     """A light causal transformer over windows: fused tokens + "hidden here" marks -> per-window targets.
 
+    The first layer looks ``lookahead`` windows ahead, the others none, so the output at t depends
+    on fused tokens of windows <= t + lookahead whatever the depth.
+
     Args:
         dim: width of the fused tokens (and of the decoder).
         out_dim: values reconstructed per window.
@@ -77,7 +80,10 @@ class CausalWindowDecoder(nn.Module):
         x = torch.where((counts > 0).unsqueeze(-1), self.inp(step), self.empty_token.to(step.dtype))
         x = x + hidden.unsqueeze(-1).to(x.dtype) * self.hidden_token.to(x.dtype)
         x = x + sinusoidal_positions(T, x.shape[-1], x.device).to(x.dtype).unsqueeze(0)
-        y = self.norm(self.transformer(x, causal_window_mask(real | (counts > 0), self.lookahead)))  # (B, T, D)
+        keys = real | (counts > 0)
+        for i, layer in enumerate(self.transformer.layers):  # look-ahead in the first layer only: stacked, it would add up
+            x = layer(x, causal_window_mask(keys, self.lookahead if i == 0 else 0))
+        y = self.norm(x)  # (B, T, D)
         if self.next_out is None:
             return self.out(y)
         return torch.cat([self.out(y), self.next_out(y)], dim=-1)
