@@ -100,33 +100,42 @@ def export_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        result = _export_into(tmp, loaded, opset, quantize, calibration_samples, triton_name or loaded.domain.name, log)
+        sidecar, parity = _export_into(tmp, loaded, opset, quantize, calibration_samples, triton_name or loaded.domain.name, log)
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
-    return ExportResult(out, out / result.model_file, out / SIDECAR, result.parity_report, time.perf_counter() - start, files)
+    return ExportResult(out, out / sidecar.model_file, out / SIDECAR, parity, time.perf_counter() - start, files)
 
 
-def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibration_samples: int, triton_name: str, log: Callable[[str], None]) -> Any:
+def export_graph(adapter: Any, example: Any, folder: Path, opset: int, domain: Any, config_yaml: str) -> Sidecar:
+    """The low-level step: write the adapter's pre-processing files and ``model.onnx`` into `folder`.
+
+    Returns the draft `Sidecar` (no thresholds, distributions or parity yet, artifacts not hashed):
+    ``OnnxModel(draft, folder)`` runs it; `write_sidecar` finishes the folder.
+    """
     from mmapps.domain import resolve
-    from mmapps.export.card import write_model_card
     from mmapps.export.onnx_write import write_onnx
+
+    preprocess = adapter.preprocess(folder)
+    runtime = resolve(adapter.runtime)(preprocess, folder)
+    write_onnx(adapter, runtime.feeds(example), Path(folder) / "model.onnx", opset)
+    return Sidecar(
+        domain=domain.name, inputs=list(adapter.inputs), outputs=list(adapter.outputs), runtime=adapter.runtime, preprocess=preprocess,
+        labels={t.name: list(t.labels) for t in domain.tasks}, thresholds={}, score_distribution={}, parity={},
+        config=config_yaml, mmapps_version=_version(), opset=opset,
+    )
+
+
+def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibration_samples: int, triton_name: str, log: Callable[[str], None]) -> tuple[Sidecar, ParityReport]:
+    from mmapps.export.card import write_model_card
     from mmapps.export.session import OnnxModel
     from mmapps.export.triton import write_triton_repository
     from mmapps.export.validation import validation_summary
 
-    adapter = loaded.adapter
-    preprocess = adapter.preprocess(folder)
-    runtime = resolve(adapter.runtime)(preprocess, folder)
     log(f"exporting {loaded.domain.name} ({type(loaded.model).__name__}) to ONNX opset {opset} with torch.onnx.export(dynamo=True)...")
-    write_onnx(adapter, runtime.feeds(loaded.example), folder / "model.onnx", opset)
-    draft = Sidecar(
-        domain=loaded.domain.name, inputs=adapter.inputs, outputs=adapter.outputs, runtime=adapter.runtime, preprocess=preprocess,
-        labels={t.name: list(t.labels) for t in loaded.domain.tasks}, thresholds={}, score_distribution={}, parity={},
-        config=loaded.config_yaml, mmapps_version=_version(), opset=opset,
-    )
+    draft = export_graph(loaded.adapter, loaded.example, folder, opset, loaded.domain, loaded.config_yaml)
     onnx_model = OnnxModel(draft, folder)
     log(f"parity: onnxruntime vs PyTorch on the validation split ({len(loaded.splits.val)} samples)...")
     summary = validation_summary(loaded, onnx_model)
@@ -141,8 +150,7 @@ def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibrati
     write_triton_repository(folder, triton_name, draft)
     write_model_card(folder, draft, loaded, summary)
     write_sidecar(folder, draft)
-    draft.parity_report = summary.parity  # type: ignore[attr-defined]
-    return draft
+    return draft, summary.parity
 
 
 def _replace_folder(tmp: Path, out: Path) -> None:

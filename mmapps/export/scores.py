@@ -75,6 +75,8 @@ def decisions(task: Any, scores: np.ndarray, thresholds: dict[str, float]) -> np
 
 def score_distribution(task: Any, records: Sequence[Any]) -> dict[str, Any]:
     """Per label: quantiles, mean, std and a histogram of the validation scores (the drift reference)."""
+    if any(not isinstance(r.prediction, dict) or r.prediction.get("scores", r.prediction.get("values")) is None for r in records):
+        return {"n": len(records), "labels": {}}  # no per-label score in this task's predictions (e.g. detections)
     scores = record_scores(records)
     if scores.size == 0:
         return {"n": 0, "labels": {}}

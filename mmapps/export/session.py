@@ -44,6 +44,7 @@ class OnnxModel:
     """
 
     training = False
+    report_model = None  # report sections that need an nn.Module (Grad-CAM, complexity) skip themselves
 
     def __init__(self, sidecar: Sidecar, folder: Path, model_file: str | None = None, threads: int | None = None, **runtime_options: Any) -> None:
         self.sidecar, self.folder = sidecar, Path(folder)

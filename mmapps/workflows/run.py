@@ -87,8 +87,8 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
 
 def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, overrides: dict[str, Any] | None = None, drop_modalities: Sequence[str] = ()) -> RunResult:
     """Evaluate a saved checkpoint on the test split of its data (or of ``overrides['data']['root']``)."""
-    from mmapps.models.build import build_model, selected_modalities
-    from mmapps.train import checkpoint as ckpt
+    from mmapps.export.model_source import load_model
+    from mmapps.models.build import selected_modalities
     from mmapps.train.runtime import setup_runtime
 
     cfg, state = _config_from_checkpoint(checkpoint, overrides, domain.name)
@@ -97,9 +97,7 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
     cfg = _prepare_data(cfg.model_copy(update={"out_dir": run_dir}), domain, runtime)
     domain = with_configured_labels(domain, cfg)
     splits = build_datasets_checked(cfg, domain)
-    model = build_model(cfg, domain)
-    ckpt.load_weights(model, state, Path(checkpoint))
-    model.to(runtime.device)
+    model = load_model(checkpoint, cfg, domain, state, runtime.device)  # a .safetensors checkpoint, or an export on onnxruntime
     test = WithoutModalities(splits.test, drop_modalities) if drop_modalities else splits.test
     val = WithoutModalities(splits.val, drop_modalities) if drop_modalities else splits.val
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -112,8 +110,8 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
 def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, split: str = "test", overrides: dict[str, Any] | None = None) -> Path:
     """Write the domain's prediction file for one split of the data at `data_root` (`overrides`: nested config values)."""
     from mmapps.evaluation.records import predict_records
-    from mmapps.models.build import build_model, selected_modalities
-    from mmapps.train import checkpoint as ckpt
+    from mmapps.export.model_source import load_model
+    from mmapps.models.build import selected_modalities
     from mmapps.train.runtime import setup_runtime
     from mmapps.train.trainer import make_loader
 
@@ -129,9 +127,7 @@ def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, sp
     if len(dataset) == 0:
         sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in ("train", "val", "test"))
         raise DataError(f"--split {split}: {data_root} holds no {split} sample ({sizes}; {splits.issues.summary()}); choose --split with samples, or check the data against docs/{domain.name}.md")
-    model = build_model(cfg, domain)
-    ckpt.load_weights(model, state, Path(checkpoint))
-    model.to(runtime.device)
+    model = load_model(checkpoint, cfg, domain, state, runtime.device)
     loader = make_loader(dataset, cfg, domain, selected_modalities(cfg, domain), runtime, train=False, split=split)
     records = predict_records(model, loader, domain, runtime)
     Path(out_dir).mkdir(parents=True, exist_ok=True)
@@ -153,7 +149,8 @@ def _test_and_report(cfg, domain, model, test_set, val_set, modalities, runtime,
     metrics = compute_metrics(domain, test_records, cfg, val_records)
     predictions = write_predictions(domain, test_records, run_dir)
     notes = list(info.pop("notes", []))
-    ctx = ReportContext(cfg, domain, run_dir, run_dir / "figures", metrics, test_records, val_records, model, test_set, history, notes, info)
+    report_model = getattr(model, "report_model", model)  # an exported model offers no nn.Module to report sections
+    ctx = ReportContext(cfg, domain, run_dir, run_dir / "figures", metrics, test_records, val_records, report_model, test_set, history, notes, info)
     report = write_report(ctx)  # report sections may add metrics (e.g. medical's pointing game)
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
     return RunResult(run_dir, metrics, report, predictions, info)
@@ -241,8 +238,11 @@ def _run_lock(run_dir: Path, runtime: Any) -> Iterator[None]:
 
 def _config_from_checkpoint(checkpoint: Path, overrides: dict[str, Any] | None, domain: str | None = None):
     from mmapps.config import deep_merge
+    from mmapps.export.model_source import exported_config, is_export
     from mmapps.train import checkpoint as ckpt
 
+    if is_export(Path(checkpoint)):  # an exported model: its config is in the verified model.json
+        return exported_config(Path(checkpoint), overrides, domain), None
     state, metadata = ckpt.read_inference_checkpoint(Path(checkpoint))
     values = ckpt.checkpoint_config(metadata, Path(checkpoint), domain)
     values = deep_merge(values, overrides or {})
