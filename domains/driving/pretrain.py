@@ -177,13 +177,18 @@ class LidarOccupancyObjective(ModalityObjective):
         ny, nx = mask.grid
         h, w = ny // 2, nx // 2
         bev = _tokens_of(context, "lidar", h * w, self.channels).transpose(1, 2).reshape(-1, self.channels, h, w)  # (B, D, h, w)
-        return self.decoder(bev).flatten(2).transpose(1, 2)  # (B, ny*nx, Z+1)
+        out = self.decoder(bev).flatten(2).transpose(1, 2).float()  # (B, ny*nx, Z+1)
+        Z = self.options.z_bins
+        # in target space (occupancy probabilities, log counts), so that the core's per-position
+        # mean predictor is scored by the same `loss`
+        return torch.cat([torch.sigmoid(out[..., :Z]), out[..., Z:]], dim=-1)
 
     def loss(self, prediction: Tensor, target: ModalityTarget) -> Tensor:
         Z = self.options.z_bins
         weight = target.weight.to(prediction.dtype)  # (B, U)
         total = weight.sum().clamp_min(1.0)
-        occupancy = F.binary_cross_entropy_with_logits(prediction[..., :Z].float(), target.values[..., :Z].float(), reduction="none").mean(-1)
+        p, y = prediction[..., :Z].float(), target.values[..., :Z].float()
+        occupancy = -(y * torch.log(p.clamp_min(1e-6)) + (1 - y) * torch.log((1 - p).clamp_min(1e-6))).mean(-1)  # BCE (autocast-safe)
         count = F.smooth_l1_loss(prediction[..., Z].float(), target.values[..., Z].float(), reduction="none")
         return ((occupancy + self.options.count_weight * count) * weight).sum() / total
 

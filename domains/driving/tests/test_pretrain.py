@@ -130,10 +130,10 @@ def test_occupancy_targets_and_loss_cover_empty_cells():
     values = torch.cat([t.occupancy, t.log_count], 1).flatten(2).transpose(1, 2)  # (1, 16, Z+1)
     Z = objective.options.z_bins
     values = torch.cat([values[..., :4].repeat(1, 1, Z // 4), values[..., 4:]], -1)
-    prediction = torch.randn(1, 16, Z + 1, requires_grad=True)
+    prediction = torch.cat([torch.rand(1, 16, Z) * 0.98 + 0.01, torch.randn(1, 16, 1)], -1).requires_grad_()  # probabilities, log count
     loss = objective.loss(prediction, ModalityTarget(values, torch.ones(1, 16)))
     p, y = prediction.detach().numpy()[0], values.numpy()[0]
-    bce = (np.logaddexp(0, p[:, :Z]) - y[:, :Z] * p[:, :Z]).mean(1)
+    bce = -(y[:, :Z] * np.log(p[:, :Z]) + (1 - y[:, :Z]) * np.log(1 - p[:, :Z])).mean(1)
     d = np.abs(p[:, Z] - y[:, Z])
     huber = np.where(d < 1, 0.5 * d ** 2, d - 0.5)
     assert float(loss.detach()) == pytest.approx(float((bce + huber).mean()), rel=1e-5)
