@@ -34,6 +34,9 @@ class DataConfig(_Strict):
     on_error: Literal["skip", "stop"] = "skip"
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(0, description="DataLoader worker processes; auto = usable cores (per process of a node) - 1, persistent, pinned memory on CUDA")
     cache_dir: Path | None = Field(None, description="deprecated spelling of cache.dir (kept for existing configs); cache.dir wins when both are set")
+    label_budget: int | None = Field(None, ge=1, description="train on this many labelled train samples, drawn by seed and stratified so that every label with positives has one (mmapps.data.label_budget); None = all")
+    label_budget_val: int | None = Field(None, ge=0, description="with label_budget: labelled validation samples kept the same way; 0 = no validation (the last weights are tested); None = all")
+    label_budget_seed: int | None = Field(None, description="seed of the labelled-subset draw; None = the run seed")
     options: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -98,6 +101,7 @@ class TrainConfig(_Strict):
     patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement of the primary metric")
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="train exactly this many optimiser steps (epochs = as many as needed, the last one cut short); overrides epochs")
     checkpoint_every: int = Field(1, ge=1, description="save the resumable checkpoint every N epochs")
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also save the resumable checkpoint every N optimiser steps inside an epoch; a resume continues at the next batch")
     log_every_steps: int = Field(50, ge=1, description="read the running training loss from the device every N steps (progress display); no host sync in between")
@@ -137,8 +141,22 @@ class PretrainConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="domain-specific pretraining options, validated by the domain's Domain.pretrain hook (e.g. driving block_m, z_bins; surveillance lookahead, next_window)")
 
 
+class PartFinetuneConfig(_Strict):
+    """How one part (an encoder, by modality name, or ``fusion``) is adapted; see `mmapps.finetune`."""
+
+    mode: Literal["as_built", "full", "frozen", "last_n", "lora", "ia3"] = Field("as_built", description="as_built: the part's own options (e.g. the text encoder's finetune); full; frozen (norm statistics too); last_n layers; lora or ia3 adapters (peft)")
+    last_n: int = Field(1, ge=1, description="last_n: trailing layers trained (the part's modules after its layer stack always are)")
+    rank: int = Field(8, ge=1, description="lora: rank r")
+    alpha: float = Field(16.0, gt=0, description="lora: scaling alpha (update scaled by alpha / rank)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="lora: dropout on the adapter input")
+    target_modules: list[str] | None = Field(None, description="lora/ia3: module names (suffixes) inside the part; None = its attention projections, else every Linear/Conv")
+
+
 class FinetuneConfig(_Strict):
     """How `train` adapts each encoder and the fusion (full, frozen, last-N layers, LoRA/IA3); see docs/pretraining.md."""
+
+    parts: dict[str, PartFinetuneConfig] = Field(default_factory=dict, description="part name (a modality, or fusion) -> its mode; heads are always trained")
+    save_adapters: bool = Field(True, description="with lora/ia3 parts: also write checkpoints/adapters.safetensors (adapter and head weights only); best/last.safetensors are merged, normal checkpoints")
 
 
 class RunConfig(_Strict):

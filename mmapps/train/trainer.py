@@ -17,6 +17,7 @@ from torch.utils.data import Dataset
 from mmapps.config import RunConfig, config_to_yaml
 from mmapps.domain import Domain, resolve
 from mmapps.evaluation.records import PredictionRecord, predict_records
+from mmapps.finetune import apply_finetune, merged_copy, parameter_summary, save_adapters
 from mmapps.tasks.metrics import check_finite_predictions
 from mmapps.train import checkpoint as ckpt
 from mmapps.train.callbacks import Callback
@@ -97,6 +98,8 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, domain: Domain, model: nn.Module, train_set: Dataset, val_set: Dataset, run_dir: Path, runtime: Runtime, modalities: Sequence[str], callbacks: Sequence[Callback] = (), objective: Any = None) -> None:
         self.cfg, self.domain, self.runtime, self.run_dir = cfg, domain, runtime, Path(run_dir)
+        self.finetune_plan = apply_finetune(model, cfg.finetune)  # trainable parts, frozen norms, adapters (mmapps.finetune)
+        self.parameter_counts = parameter_summary(model)
         self.model = model.to(runtime.device)
         if runtime.distributed:
             device_ids = [runtime.local_rank] if runtime.device.type == "cuda" else None
@@ -110,7 +113,8 @@ class Trainer:
         self.losses = {} if objective is not None else {t.name: [(name, build_loss(ref, cfg, train_set, t.name), weight) for name, (ref, weight) in t.losses.items()] for t in domain.tasks}
         self.batches_per_epoch = len(self.train_loader) if cfg.train.max_steps_per_epoch is None else min(len(self.train_loader), cfg.train.max_steps_per_epoch)
         self.optimizer_steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / cfg.train.grad_accum_steps))
-        self.total_steps = self.optimizer_steps_per_epoch * cfg.train.epochs
+        self.epochs = cfg.train.epochs if cfg.train.max_steps is None else math.ceil(cfg.train.max_steps / self.optimizer_steps_per_epoch)
+        self.total_steps = self.optimizer_steps_per_epoch * self.epochs if cfg.train.max_steps is None else cfg.train.max_steps
         self.warmup_steps = int(cfg.train.warmup_fraction * self.total_steps)
         self.global_step = 0
         self.progress = Progress()
@@ -148,7 +152,7 @@ class Trainer:
             cb.on_fit_start(self)
         stopped_early = False
         epoch = progress.next_epoch - 1
-        for epoch in range(progress.next_epoch, train_cfg.epochs):
+        for epoch in range(progress.next_epoch, self.epochs):
             started = time.perf_counter()
             train_loss = self._train_epoch(epoch, progress.next_batch)
             progress.next_epoch, progress.next_batch, progress.epoch_loss_sum, progress.epoch_loss_count = epoch + 1, 0, None, 0
@@ -173,7 +177,7 @@ class Trainer:
             stop = train_cfg.patience is not None and progress.bad_epochs >= train_cfg.patience
             row["seconds"] = time.perf_counter() - started
             progress.history.append({"epoch": epoch, **row})
-            if self.runtime.is_main and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch == train_cfg.epochs - 1 or stop):
+            if self.runtime.is_main and ((epoch + 1) % train_cfg.checkpoint_every == 0 or epoch == self.epochs - 1 or stop):
                 self._save_state()
             if logger:
                 logger.log(epoch, row)
@@ -202,7 +206,7 @@ class Trainer:
         display = self._progress(limit, epoch, start_batch)
         every = train_cfg.checkpoint_every_steps
         for step, batch in enumerate(self.train_loader, start=start_batch):
-            if step >= limit:
+            if step >= limit or self.global_step >= self.total_steps:  # train.max_steps may end the last epoch early
                 break
             batch = batch.to(self.runtime.device)
             sync = (step + 1) % accum == 0 or step + 1 == limit
@@ -219,7 +223,7 @@ class Trainer:
                     progress.next_epoch, progress.next_batch, progress.epoch_loss_sum, progress.epoch_loss_count = epoch, step + 1, total, count
                     self._save_state()
             if display and (count % train_cfg.log_every_steps == 0 or step + 1 == limit):
-                display[0].update(display[1], completed=step + 1, description=f"epoch {epoch + 1}/{train_cfg.epochs} loss {float(total) / count:.4f}")
+                display[0].update(display[1], completed=step + 1, description=f"epoch {epoch + 1}/{self.epochs} loss {float(total) / count:.4f}")
             for cb in self._batch_hooks:
                 cb.on_train_batch_end(self, float(loss.detach()))
         if display:
@@ -264,7 +268,11 @@ class Trainer:
         return value > best if self.higher_is_better else value < best
 
     def save_inference(self, path: Path, epoch: int) -> None:
-        ckpt.save_inference_checkpoint(path, self.model, config_to_yaml(self.cfg), self.labels, {"epoch": epoch})
+        """A normal checkpoint (adapters merged in), plus ``<name>.adapters.safetensors`` with adapters (`mmapps.finetune`)."""
+        model = ckpt.unwrap(self.model)
+        ckpt.save_inference_checkpoint(path, merged_copy(model), config_to_yaml(self.cfg), self.labels, {"epoch": epoch})
+        if self.finetune_plan.uses_adapters and self.cfg.finetune.save_adapters:
+            save_adapters(path.with_name(path.name.replace(".safetensors", ".adapters.safetensors")), model, config_to_yaml(self.cfg), {"epoch": epoch})
 
     def _broadcast(self, value: float) -> float:
         if not self.runtime.distributed:
@@ -293,4 +301,4 @@ class Trainer:
     def _print_epoch(self, epoch: int, row: dict[str, Any], value: float) -> None:
         if not self.cfg.train.progress:
             return
-        print(f"epoch {epoch + 1}/{self.cfg.train.epochs}: train loss {row['train/loss']:.4f}, val {self.primary} {value:.4f} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)
+        print(f"epoch {epoch + 1}/{self.epochs}: train loss {row['train/loss']:.4f}, val {self.primary} {value:.4f} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)

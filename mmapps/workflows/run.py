@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 from mmapps.config import RunConfig, config_to_yaml, validate_config
+from mmapps.data.label_budget import apply_label_budget
 from mmapps.data.views import WithoutModalities
 from mmapps.domain import Domain, resolve, with_configured_labels
 from mmapps.errors import ConfigError, DataError, NothingToResumeError
@@ -61,7 +62,7 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
     seed_everything(cfg.seed, cfg.train.deterministic)
     cfg = _prepare_data(cfg, domain, runtime)
     domain = with_configured_labels(domain, cfg)
-    splits = build_datasets_checked(cfg, domain)
+    splits = apply_label_budget(build_datasets_checked(cfg, domain), cfg)  # data.label_budget: a labelled subset
     if len(splits.train) == 0:
         raise DataError(f"data root {cfg.data.root}: no usable training sample ({splits.issues.summary()}); check the paths and formats in docs/{domain.name}.md")
     if runtime.is_main:
@@ -73,13 +74,16 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
     preflight(cfg, domain, model.to(runtime.device), splits, modalities, runtime)  # a broken plugin callable fails in seconds, not after training
     trainer = Trainer(cfg, domain, model, splits.train, splits.val, run_dir, runtime, modalities, callbacks)
     fit = trainer.fit(resume=resume)
+    from mmapps.finetune import has_adapters, parameter_info, unload_adapters
     from mmapps.train import checkpoint as ckpt
 
     best = run_dir / "checkpoints" / "best.safetensors"
+    trainer.model = unload_adapters(ckpt.unwrap(trainer.model)) if has_adapters(trainer.model) else trainer.model  # best is merged
     if best.exists():
         state, _ = ckpt.read_inference_checkpoint(best)
         ckpt.load_weights(trainer.model, state, best)
-    info = {"train samples": len(splits.train), "val samples": len(splits.val), "test samples": len(splits.test), "skipped inputs": splits.issues.summary(), "best epoch": fit.best_epoch + 1, **splits.info}
+    info = {"train samples": len(splits.train), "val samples": len(splits.val), "test samples": len(splits.test), "skipped inputs": splits.issues.summary(), "best epoch": fit.best_epoch + 1, **splits.info,
+            **parameter_info(trainer.parameter_counts, trainer.finetune_plan)}
     result = _test_and_report(cfg, domain, trainer.model, splits.test, splits.val, modalities, runtime, run_dir, fit.history, info)
     _write_summary(run_dir, splits.issues, runtime)
     return result

@@ -13,7 +13,16 @@ CPU); the CUDA flash and memory-efficient kernels do. Residual and feed-forward 
 
 Parameter names (``self_attn.in_proj_weight``, ``self_attn.out_proj``, ``linear1``, ``linear2``,
 ``norm1``, ``norm2``) are those of ``nn.TransformerEncoderLayer(norm_first=True)``, so checkpoints of
-either load into the other and the streaming key/value cache reads the same attributes.
+either load into the other and the streaming key/value cache reads the same projections
+(`SdpaSelfAttention.project_qkv`).
+
+For adapters (LoRA, IA3 through ``peft``, which wraps ``nn.Linear`` modules only),
+`SdpaSelfAttention.split_projections` turns the packed in-projection into explicit ``q_proj``,
+``k_proj`` and ``v_proj`` linears holding the same weights (same outputs); `pack_projections` turns
+them back (after merging) into the packed layout every checkpoint uses. A packed state dict loads
+into a split layer and the reverse, so existing checkpoints still load either way. There is no
+inference fast path reading raw weights here (unlike ``nn.MultiheadAttention``), so adapters are
+always applied.
 """
 
 from __future__ import annotations
@@ -79,6 +88,61 @@ class SdpaSelfAttention(nn.Module):
         nn.init.xavier_uniform_(self.in_proj_weight)
         nn.init.zeros_(self.out_proj.bias)
 
+    @property
+    def packed(self) -> bool:
+        """True when q/k/v live in the packed ``in_proj_weight`` (the default and the checkpoint layout)."""
+        return "in_proj_weight" in self._parameters
+
+    def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Inputs: x (..., D). Returns: q, k, v (..., D) each, through adapters when the projections are split."""
+        if self.packed:
+            return F.linear(x, self.in_proj_weight, self.in_proj_bias).split(self.embed_dim, dim=-1)  # type: ignore[return-value]
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
+
+    def split_projections(self) -> None:
+        """Replace the packed in-projection by ``q_proj``, ``k_proj``, ``v_proj`` linears with the same weights."""
+        if not self.packed:
+            return
+        D = self.embed_dim
+        weight, bias = self.in_proj_weight.detach(), self.in_proj_bias.detach()
+        del self.in_proj_weight, self.in_proj_bias
+        for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+            linear = nn.Linear(D, D, device=weight.device, dtype=weight.dtype)
+            with torch.no_grad():
+                linear.weight.copy_(weight[i * D : (i + 1) * D])
+                linear.bias.copy_(bias[i * D : (i + 1) * D])
+            setattr(self, name, linear)
+
+    def pack_projections(self) -> None:
+        """The inverse of `split_projections` (the projections must be plain ``nn.Linear``: merge adapters first)."""
+        if self.packed:
+            return
+        parts = [getattr(self, name) for name in ("q_proj", "k_proj", "v_proj")]
+        if not all(type(p) is nn.Linear for p in parts):
+            raise RuntimeError("attention: merge or remove the adapters of q_proj/k_proj/v_proj before packing them")
+        weight = torch.cat([p.weight.detach() for p in parts])  # (3D, D)
+        bias = torch.cat([p.bias.detach() for p in parts])  # (3D,)
+        for name in ("q_proj", "k_proj", "v_proj"):
+            delattr(self, name)
+        self.in_proj_weight = nn.Parameter(weight.clone(), requires_grad=parts[0].weight.requires_grad)
+        self.in_proj_bias = nn.Parameter(bias.clone(), requires_grad=parts[0].bias.requires_grad)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        """Load a packed state dict into split projections and the reverse (adapters' keys are left as they are)."""
+        packed_w, packed_b = prefix + "in_proj_weight", prefix + "in_proj_bias"
+        D = self.embed_dim
+        if not self.packed and packed_w in state_dict:
+            weight, bias = state_dict.pop(packed_w), state_dict.pop(packed_b)
+            for i, name in enumerate(("q_proj", "k_proj", "v_proj")):
+                # an adapter-wrapped projection keeps its weight in base_layer
+                base = f"{prefix}{name}.base_layer." if hasattr(getattr(self, name), "base_layer") else f"{prefix}{name}."
+                state_dict[base + "weight"], state_dict[base + "bias"] = weight[i * D : (i + 1) * D], bias[i * D : (i + 1) * D]
+        elif self.packed and prefix + "q_proj.weight" in state_dict:
+            names = [f"{prefix}{n}_proj" for n in "qkv"]
+            state_dict[packed_w] = torch.cat([state_dict.pop(n + ".weight") for n in names])
+            state_dict[packed_b] = torch.cat([state_dict.pop(n + ".bias") for n in names])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[arg-type]
+
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Inputs: x (B, L, D); mask broadcastable to (B, H, L, L): bool (True = may attend) or float (added to scores).
 
@@ -89,10 +153,7 @@ class SdpaSelfAttention(nn.Module):
         # q, k and v as (B, L, H, Dh) slices seen as (B, H, L, Dh): the fused kernel returns its output and
         # gradients in that layout, so the backward is one concatenation (permuting a packed (3, B, H, L, Dh)
         # tensor cost a strided copy and a stack in every backward)
-        q, k, v = (
-            part.view(B, L, H, D // H).transpose(1, 2)  # (B, H, L, Dh)
-            for part in F.linear(x, self.in_proj_weight, self.in_proj_bias).split(D, dim=-1)  # (B, L, D) each
-        )
+        q, k, v = (part.reshape(B, L, H, D // H).transpose(1, 2) for part in self.project_qkv(x))  # (B, H, L, Dh) each
         if mask is not None and mask.dtype != torch.bool:
             mask = mask.to(q.dtype)  # a float bias must match the queries' dtype (bf16 under autocast)
         p = self.dropout if self.training else 0.0
