@@ -215,6 +215,8 @@ def _install_docs(app: FastAPI, state: ServiceState) -> None:
 
     @app.get("/metrics", include_in_schema=False, dependencies=[Depends(require("admin"))])
     def metrics() -> Response:
+        if hasattr(state.metrics, "ready"):
+            state.metrics.ready(state.ready)
         body, content_type = state.metrics.render()
         return Response(body, media_type=content_type)
 

@@ -23,7 +23,7 @@ from mmapps.serve.request_roots import RequestRoot
 from mmapps.serve.state import ServiceState
 
 TEXT_SUFFIXES = (".txt", ".csv", ".json", ".jsonl", ".xml", ".srt", ".vtt")
-_SAFE_META = ("view", "views", "n_images", "has_note", "sex", "age_band", "n_points", "n_frames", "duration_s")
+_SAFE_META = ("view", "n_images", "has_note", "n_points", "n_frames", "duration_s")
 
 
 @dataclass
@@ -45,15 +45,17 @@ def job_config(runner: Any, written: RequestRoot) -> dict[str, Any]:
     return values
 
 
-def input_facts(sample: Any, modalities: list[str]) -> dict[str, Any]:
-    """What drift monitoring may see of a sample: modality presence and a few categorical facts (no text, no id)."""
-    facts: dict[str, Any] = {"presence": {m: sample.inputs.get(m) is not None for m in modalities}}
+def input_facts(samples: list[Any], modalities: list[str]) -> dict[str, list]:
+    """What drift monitoring may see of the samples (``observe``'s inputs): presence and a few categorical or numeric facts, never text or ids."""
+    facts: dict[str, list] = {f"present.{m}": [s.inputs.get(m) is not None for s in samples] for m in modalities}
     for key in _SAFE_META:
-        if key in sample.meta:
-            facts[key] = sample.meta[key]
-    image = sample.inputs.get("image")
-    if hasattr(image, "float"):
-        facts["image_mean"], facts["image_std"] = float(image.float().mean()), float(image.float().std())
+        values = [s.meta[key] for s in samples if isinstance(s.meta.get(key), (str, int, float, bool))]
+        if values:
+            facts[key] = values
+    images = [s.inputs.get("image") for s in samples if hasattr(s.inputs.get("image"), "float")]
+    if images:
+        facts["image_mean"] = [float(i.float().mean()) for i in images]
+        facts["image_std"] = [float(i.float().std()) for i in images]
     return facts
 
 
@@ -88,8 +90,8 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
         predictions = await asyncio.wait_for(loaded.batcher.submit(samples), state.settings.request_timeout_s)
     except asyncio.TimeoutError:
         raise ServeError(504, "timeout", f"the model did not answer within {state.settings.request_timeout_s:g} s (--timeout); retry later") from None
-    facts = [input_facts(s, runner.modalities) for s in samples]
-    state.metrics.observe(state.domain.name, loaded.name, scores_of(predictions), {"samples": facts})
+    facts = input_facts(samples, runner.modalities)
+    state.metrics.observe(state.domain.name, loaded.name, scores_of(predictions), facts)
     shadow = state.versions.shadow
     if shadow and shadow != loaded.name:
         request.state.shadow_version = shadow
@@ -97,13 +99,13 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
     return Served(loaded, samples, predictions)
 
 
-async def _score_shadow(state: ServiceState, name: str, samples: list[Any], facts: list[dict]) -> None:
+async def _score_shadow(state: ServiceState, name: str, samples: list[Any], facts: dict[str, list]) -> None:
     try:
         shadow = state.versions.get(name)
         predictions = await shadow.batcher.submit(samples)
     except (ServeError, RuntimeError, ValueError):
         return  # a shadow never affects the service; its failures show as missing shadow scores
-    state.metrics.observe(state.domain.name, name, scores_of(predictions), {"samples": facts, "shadow": True})
+    state.metrics.observe(state.domain.name, name, scores_of(predictions), facts)
 
 
 def store_inputs(state: ServiceState, request_id: str, written: RequestRoot) -> None:

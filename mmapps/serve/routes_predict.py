@@ -66,4 +66,16 @@ def _medical(api: APIRouter, state: ServiceState) -> None:
     add_medical_route(api, state)
 
 
-DOMAIN_ROUTES = {"medical": _medical}
+def _driving(api: APIRouter, state: ServiceState) -> None:
+    from mmapps.serve.driving import add_driving_route
+
+    add_driving_route(api, state)
+
+
+def _surveillance(api: APIRouter, state: ServiceState) -> None:
+    from mmapps.serve.surveillance import add_surveillance_route
+
+    add_surveillance_route(api, state)
+
+
+DOMAIN_ROUTES = {"medical": _medical, "driving": _driving, "surveillance": _surveillance}

@@ -22,6 +22,23 @@ from mmapps.serve.errors import ServeError
 from mmapps.serve.runner import ModelRunner, load_runner
 
 
+def drift_reference(runner: ModelRunner) -> dict[str, Any] | None:
+    """The validation distributions of an export folder's ``model.json`` (drift monitoring), None for a checkpoint."""
+    sidecar = runner.source / "model.json" if runner.source.is_dir() else None
+    if sidecar is None or not sidecar.is_file():
+        return None
+    import json
+
+    try:
+        from mmapps.serve.metrics import reference_from_sidecar
+    except ImportError:
+        return None
+    try:
+        return reference_from_sidecar(json.loads(sidecar.read_text()))
+    except ValueError:
+        return None
+
+
 @dataclass
 class LoadedVersion:
     """A version ready to serve: its runner, its batcher, when and how fast it loaded, its model card."""
@@ -75,7 +92,11 @@ class ModelVersions:
             self.versions[runner.version] = loaded
             if activate or self.active is None:
                 self._switch(runner.version)
-        self.metrics.model_loaded(self.model_name, runner.version, load_seconds)
+        reference = drift_reference(runner)
+        if reference is not None:
+            self.metrics.model_loaded(self.model_name, runner.version, load_seconds, reference)
+        else:
+            self.metrics.model_loaded(self.model_name, runner.version, load_seconds)
         return loaded
 
     def load(self, source: Path, domain: Any, version: str | None = None, activate: bool = False) -> LoadedVersion:
@@ -139,6 +160,8 @@ class ModelVersions:
                 raise ServeError(404, "unknown_version", f"model version {name!r} is not loaded; loaded: {sorted(self.versions)}")
             if self.shadow == name:
                 self.shadow = None
+        if hasattr(self.metrics, "model_unloaded"):
+            self.metrics.model_unloaded(self.model_name, name)
 
     def describe(self) -> list[dict[str, Any]]:
         return [v.describe(self.active, self.shadow) for v in self.versions.values()]

@@ -1,0 +1,62 @@
+"""``POST /v1/surveillance/predict``: a clip (+ audio) + its chat log -> timed events.
+
+Written as a one-clip surveillance data root (``manifest.jsonl``, ``split: test``) and read by the
+domain's own ``build_datasets``; the events are its own post-processing (per-second scores) and
+its prediction writer's segments. The live WebSocket endpoint is `mmapps.serve.live`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, File, Request, UploadFile
+
+from mmapps.serve.errors import ServeError
+from mmapps.serve.state import ServiceState
+
+CLIP_SUFFIXES = (".mp4", ".ts", ".mkv", ".mov", ".webm")
+CHAT_SUFFIXES = (".jsonl", ".csv", ".json")
+
+
+def _suffix(upload: UploadFile) -> str:
+    name = upload.filename or ""
+    return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def add_surveillance_route(api: APIRouter, state: ServiceState) -> None:
+    from mmapps.serve.generic import predictions_file
+    from mmapps.serve.pipeline import serve_root
+    from mmapps.serve.request_roots import RequestRoot, new_root
+    from mmapps.serve.routes_predict import VERSION_QUERY, answer_header
+
+    state.extra.setdefault("multipart_routes", set()).add("/v1/surveillance/predict")
+
+    @api.post("/v1/surveillance/predict", summary="timed events of one clip (+ audio) and its chat log",
+              openapi_extra={"requestBody": {"content": {"multipart/form-data": {"example": {"clip": "<cam3.mp4>", "chat": "<cam3.jsonl>"}}}}})
+    async def predict(request: Request,
+                      clip: UploadFile = File(..., description=f"the video ({', '.join(CLIP_SUFFIXES)}); its audio track is used when no audio file is sent"),
+                      chat: UploadFile | None = File(None, description="chat log: JSON lines {t, user, text} (t in seconds from the clip start) or CSV"),
+                      audio: UploadFile | None = File(None, description="a separate microphone recording (.wav)"),
+                      version: str | None = VERSION_QUERY) -> dict[str, Any]:
+        if _suffix(clip) not in CLIP_SUFFIXES:
+            raise ServeError(400, "bad_field", f"clip: file name suffix {_suffix(clip) or '(none)'!r}; accepted {', '.join(CLIP_SUFFIXES)}")
+        if chat is not None and _suffix(chat) not in CHAT_SUFFIXES:
+            raise ServeError(400, "bad_field", f"chat: file name suffix {_suffix(chat) or '(none)'!r}; accepted {', '.join(CHAT_SUFFIXES)}")
+        root = new_root(state.extra.get("upload_dir"))
+        entry: dict[str, Any] = {"id": "request", "clip": f"clips/clip{_suffix(clip)}", "split": "test", "labels": [], "segments": []}
+        (root / "clips").mkdir()
+        (root / entry["clip"]).write_bytes(await clip.read())
+        if chat is not None:
+            (root / "chat").mkdir()
+            entry["chat"] = f"chat/clip{_suffix(chat)}"
+            (root / entry["chat"]).write_bytes(await chat.read())
+        if audio is not None:
+            (root / "mic").mkdir()
+            entry["audio"] = "mic/clip.wav"
+            (root / entry["audio"]).write_bytes(await audio.read())
+        (root / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
+        served = await serve_root(state, request, RequestRoot(root), version)
+        prediction = {task: p for task, p in served.predictions[0].tasks.items()}
+        return {**answer_header(served, request), "predictions": prediction, "events": predictions_file(served)["text"],
+                "presence": {m: served.samples[0].inputs.get(m) is not None for m in served.loaded.runner.modalities}}
