@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -116,8 +119,26 @@ def test_drift_gauges_cross_threshold_only_on_shifted_traffic(shifted):
         assert psi_effusion < 0.2 and max(psi_inputs) < 0.2 and missing < 0.1
 
 
-def test_reference_from_sidecar_forms():
-    ref = {"quantiles": [0.0, 1.0]}
-    assert reference_from_sidecar({"drift": {"scores": {"a": ref}}}) == {"scores": {"a": ref}, "inputs": {}}
-    assert reference_from_sidecar({"validation_distribution": {"a": ref}})["scores"] == {"a": ref}
-    assert reference_from_sidecar({}) == {"scores": {}, "inputs": {}}
+def test_export_score_distribution_drives_per_label_drift():
+    """The export's model.json ``score_distribution`` (E1's writer) and the service's (N, L) task scores."""
+    from mmapps.export.scores import score_distribution
+
+    rng = np.random.default_rng(1)
+    val = np.stack([rng.beta(2, 5, 600), rng.beta(1, 8, 600)], 1)  # (N, L) validation scores
+    task = SimpleNamespace(labels=["effusion", "edema"], head="multilabel")
+    records = [SimpleNamespace(prediction={"scores": row.tolist()}) for row in val]
+    sidecar = json.loads(json.dumps({"score_distribution": {"findings": score_distribution(task, records)}}))
+    ref = reference_from_sidecar(sidecar)
+    assert sorted(ref["scores"]) == ["findings/edema", "findings/effusion"] and ref["labels"] == {"findings": ["effusion", "edema"]}
+    m = ServiceMetrics(drift_window=300)
+    m.model_loaded("medical", "v1", 0.1, reference=ref)
+    for _ in range(300):  # effusion shifted up, edema as in validation; one (1, L) batch per request
+        m.observe("medical", "v1", {"findings": np.array([[rng.beta(4, 3), rng.beta(1, 8)]])}, {"present.text": True})
+    stats = m.drift("medical", "v1")["scores"]
+    assert stats["findings/effusion"].drifted and stats["findings/effusion"].psi > 0.2
+    assert not stats["findings/edema"].drifted
+    assert reference_from_sidecar({}) == {"scores": {}, "inputs": {}, "labels": {}}
+    m.model_loaded("medical", "ckpt", 0.1)  # a training checkpoint: no reference, missing rate still kept
+    for present in [True] * 60 + [False] * 40:
+        m.observe("medical", "ckpt", {"findings": np.zeros((1, 2))}, {"present.text": present})
+    assert samples(m)[("mmapps_input_missing_rate", (("modality", "text"), ("model", "medical"), ("version", "ckpt")))] == pytest.approx(0.4)

@@ -53,27 +53,48 @@ def _label(value: object) -> str:
 
 
 def reference_from_sidecar(sidecar: Mapping) -> dict[str, dict]:
-    """The drift references of an export's ``model.json``: ``{"scores": {...}, "inputs": {...}}``.
+    """The drift references of an export's ``model.json``: ``{"scores", "inputs", "labels"}``.
 
-    Reads ``sidecar["drift"]`` (``{"scores": {name: ref}, "inputs": {feature: ref}}``) or, failing
-    that, ``sidecar["validation_distribution"]`` / ``sidecar["score_distribution"]`` (score name ->
-    ref). Reference forms are those of `mmapps.serve.drift`. Missing fields give empty references.
+    Reads the export's ``score_distribution`` (`mmapps.export.scores.score_distribution`: per task,
+    per label, a validation histogram ``{"edges", "counts"}`` and quantiles): score ``"<task>/<label>"``
+    gets the histogram (or, without one, the quantiles), and ``labels`` keeps each task's label
+    order, so that `ServiceMetrics.observe` can split a task's (N, L) scores by label. A
+    ``"drift": {"scores": {...}, "inputs": {...}}`` block (forms of `mmapps.serve.drift`) is read
+    as it is, and ``input_distribution`` (feature -> reference) gives the input references.
     """
     drift = sidecar.get("drift")
     if isinstance(drift, Mapping):
-        return {"scores": dict(drift.get("scores") or {}), "inputs": dict(drift.get("inputs") or {})}
-    for key in ("validation_distribution", "score_distribution"):
-        block = sidecar.get(key)
-        if isinstance(block, Mapping):
-            scores = block.get("scores", block)
-            return {"scores": dict(scores), "inputs": dict(block.get("inputs") or {})}
-    return {"scores": {}, "inputs": {}}
+        return {"scores": dict(drift.get("scores") or {}), "inputs": dict(drift.get("inputs") or {}), "labels": {}}
+    scores: dict[str, dict] = {}
+    labels: dict[str, list[str]] = {}
+    for task, block in (sidecar.get("score_distribution") or {}).items():
+        if not isinstance(block, Mapping) or not isinstance(block.get("labels"), Mapping):
+            continue
+        labels[task] = list(block["labels"])
+        for label, ref in block["labels"].items():
+            spec = _score_spec(ref)
+            if spec is not None:
+                scores[f"{task}/{label}"] = spec
+    inputs = sidecar.get("input_distribution")
+    return {"scores": scores, "inputs": dict(inputs) if isinstance(inputs, Mapping) else {}, "labels": labels}
+
+
+def _score_spec(ref: Mapping) -> dict | None:
+    hist = ref.get("histogram") if isinstance(ref, Mapping) else None
+    if isinstance(hist, Mapping) and sum(hist.get("counts") or []) > 0:
+        return {"bin_edges": list(hist["edges"]), "counts": list(hist["counts"])}
+    quantiles = ref.get("quantiles") if isinstance(ref, Mapping) else None
+    if isinstance(quantiles, Mapping) and {"0.0", "1.0"} <= set(quantiles):
+        probs = sorted(quantiles, key=float)
+        return {"quantiles": [quantiles[p] for p in probs], "probs": [float(p) for p in probs]}
+    return None
 
 
 class _ModelDrift:
     def __init__(self, reference: Mapping[str, Mapping], window: int, min_samples: int) -> None:
         self.scores = DriftWindow(reference.get("scores") or {}, window, min_samples, "model.json drift.scores")
         self.inputs = DriftWindow(reference.get("inputs") or {}, window, min_samples, "model.json drift.inputs")
+        self.labels: dict[str, list[str]] = dict(reference.get("labels") or {})  # task -> label order of its (N, L) scores
         self.presence: dict[str, list[bool]] = {}  # trimmed to the window on each observe
         self.samples = 0
 
@@ -155,15 +176,15 @@ class ServiceMetrics:
         """A version is loaded: its load time, its info gauge, and its drift references.
 
         Args:
-            reference: ``{"scores": {...}, "inputs": {...}}`` as returned by `reference_from_sidecar`;
-                without one, drift is not tracked for this version (no gauges, no cost).
+            reference: ``{"scores": {...}, "inputs": {...}, "labels": {...}}`` as returned by
+                `reference_from_sidecar`; without one (a training checkpoint) only the
+                missing-modality rates are tracked.
         """
         m, v = _label(model), _label(version)
         self._load.labels(m, v).set(float(seconds))
         self._info.labels(m, v).set(1)
-        if reference is not None:
-            with self._lock:
-                self._drift[(m, v)] = _ModelDrift(reference, self._drift_window, self._drift_min)
+        with self._lock:
+            self._drift[(m, v)] = _ModelDrift(reference or {}, self._drift_window, self._drift_min)
 
     def model_unloaded(self, model: str, version: str) -> None:
         """A version is gone: its info gauge falls to 0 and its drift window is dropped."""
@@ -176,7 +197,9 @@ class ServiceMetrics:
         """Feed one request's output scores and input summary into the version's drift windows.
 
         Args:
-            scores: score name -> the values this request produced (any shape; flattened).
+            scores: score name -> the values this request produced: a task name with (N, L) scores
+                is split by its reference's label order into ``"<task>/<label>"``; anything else
+                is flattened under its own name.
             inputs: feature name -> value or list of values, from code-defined summaries only:
                 ``"present.<modality>"`` -> bool (missing-modality rate), categorical features
                 (``"view"``, ``"manufacturer"``) -> str, numeric ones (``"image_mean"``) -> float.
@@ -188,7 +211,12 @@ class ServiceMetrics:
             if drift is None:
                 return
             for name, values in scores.items():
-                drift.scores.add(name, np.asarray(values, dtype=np.float64).ravel())
+                array, labels = np.asarray(values, dtype=np.float64), drift.labels.get(name)
+                if labels and array.ndim == 2 and array.shape[1] == len(labels):
+                    for j, label in enumerate(labels):
+                        drift.scores.add(f"{name}/{label}", array[:, j])
+                else:
+                    drift.scores.add(name, array.ravel())
             for name, value in inputs.items():
                 values = value if isinstance(value, list | tuple | np.ndarray) else [value]
                 if name.startswith(PRESENT_PREFIX):
