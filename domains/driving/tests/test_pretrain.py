@@ -151,3 +151,27 @@ def test_in_range_cells_follow_the_camera_view():
     real = mask.real.view(ny, nx)
     assert real.any() and not real.all()  # cells outside the camera's field of view are not scored
     assert real[ny // 2, nx - 1] and not real[0, 0]  # straight ahead, far: seen; beside the sensor: not
+
+
+def test_documented_command_resolves_and_bad_options_are_refused():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from mmapps.errors import ConfigError
+    from mmapps.models.build import build_model as build_domain_model
+    from mmapps.pretrain.recipes import resolve_pretrain_config
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "pretraining.md").read_text()
+    section = text.split("\n## Driving\n")[1].split("\n## ")[0]
+    line = next(x for x in re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0].splitlines() if x.startswith("mmapps driving pretrain"))
+    argv = shlex.split(line)
+    sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+    cfg = resolve_pretrain_config(domain, argv[argv.index("--recipe") + 1], None, sets)
+    pm, transferred = build_pretrain_model(cfg, domain, build_domain_model(cfg, domain), ["camera", "lidar"])
+    assert pm.objectives["lidar"].ratio == 0.6 and pm.objectives["lidar"].options.z_bins == 4 and transferred == ("image_net", "pfn", "backbone")
+    for bad, words in ((["pretrain.options.zbins=4"], ["pretrain.options", "zbins"]), (["pretrain.options.camera_patch=12"], ["camera_patch", "image_size"])):
+        cfg = resolve_pretrain_config(domain, "smoke", None, bad)
+        with pytest.raises(ConfigError) as err:
+            build_pretrain_model(cfg, domain, build_domain_model(cfg, domain), ["camera", "lidar"])
+        assert all(w in str(err.value) for w in words), str(err.value)

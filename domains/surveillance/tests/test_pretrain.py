@@ -125,3 +125,23 @@ def test_chat_loss_counts_only_windows_with_messages():
     assert objective.loss(prediction, step.targets["chat"]) == base
     prediction[1, int(mask.hidden[1].nonzero()[0])] += 5.0
     assert objective.loss(prediction, step.targets["chat"]) > base
+
+
+def test_documented_command_resolves_and_bad_options_are_refused():
+    import re
+    import shlex
+    from pathlib import Path
+
+    from mmapps.errors import ConfigError
+    from mmapps.pretrain.recipes import resolve_pretrain_config
+
+    text = (Path(__file__).resolve().parents[3] / "docs" / "pretraining.md").read_text()
+    section = text.split("\n## Surveillance\n")[1].split("\n## ")[0]
+    line = next(x for x in re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0].splitlines() if x.startswith("mmapps surveillance pretrain"))
+    argv = shlex.split(line)
+    cfg = resolve_pretrain_config(domain, argv[argv.index("--recipe") + 1], None, [argv[i + 1] for i, a in enumerate(argv) if a == "--set"])
+    pm = build_pretrain_model(cfg, domain, build_model(cfg, domain), MODALITIES)[0]
+    assert pm.objectives["video"].ratio == 0.75 and pm.objectives["video"].decoder.next_out is not None
+    cfg = resolve_pretrain_config(domain, "smoke", None, ["pretrain.options.look_ahead=1"])
+    with pytest.raises(ConfigError, match=r"pretrain\.options.*look_ahead"):
+        build_pretrain_model(cfg, domain, build_model(cfg, domain), MODALITIES)
