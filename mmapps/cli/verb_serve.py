@@ -44,6 +44,12 @@ def register(app: typer.Typer, name: str) -> None:
         no_docs: bool = typer.Option(False, "--no-docs", help="no /docs and /openapi.json"),
         drain_grace: float = typer.Option(0.0, "--drain-grace", min=0.0, help="seconds to keep serving after readiness turns off on SIGTERM"),
         drain_timeout: float = typer.Option(30.0, "--drain-timeout", min=0.0, help="seconds to wait for in-flight requests on SIGTERM"),
+        address: str | None = typer.Option(None, "--address", help="--engine ray: an existing Ray cluster (default: a local one on loopback, token auth on)"),
+        min_replicas: int = typer.Option(1, "--min-replicas", min=0, help="--engine ray: fewest replicas"),
+        max_replicas: int = typer.Option(1, "--max-replicas", min=1, help="--engine ray: most replicas (autoscaling above --min-replicas)"),
+        target_ongoing_requests: float = typer.Option(2.0, "--target-ongoing-requests", min=0.01, help="--engine ray: requests per replica the autoscaler aims at"),
+        num_cpus: float = typer.Option(1.0, "--num-cpus", min=0.0, help="--engine ray: CPUs reserved per replica"),
+        num_gpus: float = typer.Option(0.0, "--num-gpus", min=0.0, help="--engine ray: GPUs reserved per replica"),
     ) -> None:
         """Serve the model: domain endpoints on raw files, KServe v2 on tensors, API keys, audit log."""
         from mmapps.serve.server import check_bind
@@ -62,7 +68,9 @@ def register(app: typer.Typer, name: str) -> None:
                 ray_engine,  # S2: Ray Serve deployment of the same app
             )
 
-            ray_engine.run(domain, checkpoint, settings, host=host, port=port, keys_file=keys_file, audit_log=audit_log)
+            options = ray_engine.RayOptions(address=address, min_replicas=min_replicas, max_replicas=max_replicas,
+                                            target_ongoing_requests=target_ongoing_requests, num_cpus=num_cpus, num_gpus=num_gpus)
+            ray_engine.run(domain, checkpoint, settings, host=host, port=port, keys_file=keys_file, audit_log=audit_log, version=version, options=options)
             return
         if engine != "uvicorn":
             fail(f"--engine {engine!r}: expected uvicorn or ray")

@@ -1,0 +1,231 @@
+"""``serve --engine ray``: the same FastAPI app on Ray Serve replicas, with Ray's autoscaler.
+
+Each replica runs ``app_builder()`` (a picklable zero-argument callable that loads the model and
+returns `mmapps.serve.app.create_app`'s app) through ``serve.ingress``'s builder form, so the
+routes, auth, limits, metrics and tracing are those of the one-process server. Ray Serve's
+autoscaler keeps ``min_replicas..max_replicas`` replicas at about ``target_ongoing_requests``
+requests each; each replica reserves ``num_cpus`` / ``num_gpus``.
+
+Where Ray runs:
+
+- no ``address``: a local Ray instance started here, on loopback only (``127.0.0.1``), with the
+  dashboard (and its Jobs API) off and token authentication on (``RAY_AUTH_MODE=token``: Ray's
+  Jobs API has had unauthenticated remote-code-execution CVEs) with a fresh random token held in
+  the environment of the processes it starts (unless ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH``
+  name one); it stops with the command;
+- ``address="ray://..."`` or ``"HOST:6379"``: an existing cluster (multi-node, or KubeRay's
+  RayService); its token comes from ``RAY_AUTH_TOKEN`` / ``RAY_AUTH_TOKEN_PATH`` as Ray reads it.
+
+`replica_counts` and `log_replicas` read the running replica count (``serve.status()``), which
+is how the autoscaling trace in ``benchmarks/results/serve_ray_autoscale.*`` is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mmapps.errors import ConfigError
+
+log = logging.getLogger("mmapps.serve.ray")
+APP_NAME = "mmapps"
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class RayOptions:
+    """Ray Serve deployment settings (``mmapps <domain> serve --engine ray ...``).
+
+    Args:
+        address: an existing Ray cluster, or None for a local instance on loopback.
+        host, port: where Ray Serve's HTTP proxy listens (loopback unless TLS and keys say otherwise).
+        min_replicas, max_replicas: the autoscaler's bounds (equal: a fixed replica count).
+        target_ongoing_requests: requests per replica the autoscaler aims at.
+        max_ongoing_requests: requests a replica takes at once (more wait in the proxy).
+        num_cpus, num_gpus: reserved per replica.
+        upscale_delay_s, downscale_delay_s: how long a scale decision must hold (Ray's defaults 30 / 600 s).
+        metrics_interval_s, look_back_period_s: how often replicas report load, and over what window.
+        local_cpus: CPUs the local instance offers (None: every core).
+    """
+
+    address: str | None = None
+    host: str = LOOPBACK
+    port: int = 8000
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: float = 2.0
+    max_ongoing_requests: int = 8
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    upscale_delay_s: float = 30.0
+    downscale_delay_s: float = 600.0
+    metrics_interval_s: float = 10.0
+    look_back_period_s: float = 30.0
+    local_cpus: int | None = None
+
+    def check(self) -> None:
+        """Refuse settings Ray would reject later, with the option named."""
+        if not 0 <= self.min_replicas <= self.max_replicas or self.max_replicas < 1:
+            raise ConfigError(f"--min-replicas {self.min_replicas} / --max-replicas {self.max_replicas}: "
+                              "need 0 <= min <= max and max >= 1")
+        if self.target_ongoing_requests <= 0 or self.max_ongoing_requests < 1:
+            raise ConfigError(f"--target-ongoing-requests {self.target_ongoing_requests}: must be > 0 "
+                              f"(and max ongoing requests {self.max_ongoing_requests} >= 1)")
+        if self.num_cpus < 0 or self.num_gpus < 0:
+            raise ConfigError(f"--num-cpus {self.num_cpus} / --num-gpus {self.num_gpus}: must be >= 0")
+
+    def autoscaling_config(self) -> dict[str, Any]:
+        return {
+            "min_replicas": self.min_replicas, "max_replicas": self.max_replicas, "initial_replicas": max(self.min_replicas, 1),
+            "target_ongoing_requests": self.target_ongoing_requests,
+            "upscale_delay_s": self.upscale_delay_s, "downscale_delay_s": self.downscale_delay_s,
+            "metrics_interval_s": self.metrics_interval_s, "look_back_period_s": self.look_back_period_s,
+        }
+
+
+def start_ray(options: RayOptions) -> None:
+    """Connect to ``options.address`` or start a local instance: loopback, no dashboard, token auth on."""
+    if options.address is None:  # before Ray is imported: its token loader reads the environment once
+        os.environ["RAY_AUTH_MODE"] = "token"  # read by the GCS, raylet and workers this call starts
+        if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # inherited by the local processes only
+        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")  # a loaded machine starts the GCS slowly
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray Serve: pip install 'mmapps[ray]' (ray[serve])") from None
+    if ray.is_initialized():
+        return
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
+    if options.address is None:
+        kwargs.update(_node_ip_address=LOOPBACK, num_cpus=options.local_cpus)
+    else:
+        kwargs["address"] = options.address
+    ray.init(**kwargs)
+
+
+def deploy(app_builder: Callable[[], Any], options: RayOptions, name: str = "mmapps-service") -> Any:
+    """Deploy the app on Ray Serve (Ray started or joined per ``options``); returns the ingress handle."""
+    options.check()
+    start_ray(options)  # first: the token settings must be in the environment before Ray is imported
+    from ray import serve
+
+    serve.start(http_options={"host": options.host, "port": options.port}, proxy_location="HeadOnly")
+    deployment = serve.deployment(
+        serve.ingress(app_builder)(),
+        name=name,
+        autoscaling_config=options.autoscaling_config(),
+        max_ongoing_requests=options.max_ongoing_requests,
+        ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
+        health_check_period_s=2.0,
+        graceful_shutdown_timeout_s=20.0,
+    )
+    handle = serve.run(deployment.bind(), name=APP_NAME, route_prefix="/", blocking=False)
+    log.info("ray serve deployment running", extra={"engine": "ray", "replicas": replica_counts().get("RUNNING", 0)})
+    return handle
+
+
+def replica_counts(name: str = "mmapps-service") -> dict[str, int]:
+    """Replicas of the deployment by state (``RUNNING``, ``STARTING``, ``STOPPING``...)."""
+    from ray import serve
+
+    app = serve.status().applications.get(APP_NAME)
+    if app is None or name not in app.deployments:
+        return {}
+    return {str(state): int(n) for state, n in app.deployments[name].replica_states.items()}
+
+
+def log_replicas(stop: Callable[[], bool], out: IO[str], interval_s: float = 0.5, name: str = "mmapps-service") -> list[dict]:
+    """Write ``{"t", "running", "starting", "stopping"}`` every ``interval_s`` until ``stop()``; returns the rows."""
+    rows, start = [], time.monotonic()
+    while not stop():
+        counts = replica_counts(name)
+        row = {"t": round(time.monotonic() - start, 2), "running": counts.get("RUNNING", 0),
+               "starting": counts.get("STARTING", 0), "stopping": counts.get("STOPPING", 0)}
+        rows.append(row)
+        out.write(json.dumps(row) + "\n")
+        out.flush()
+        time.sleep(interval_s)
+    return rows
+
+
+def shutdown() -> None:
+    """Stop Serve and leave (or stop, when started here) Ray."""
+    import ray
+    from ray import serve
+
+    try:
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def serve_forever(app_builder: Callable[[], Any], options: RayOptions) -> None:
+    """``serve --engine ray``: deploy, print where it listens, block until SIGINT/SIGTERM, shut down."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    deploy(app_builder, options)
+    log.info(f"serving on http://{options.host}:{options.port} (Ray Serve, {options.min_replicas}-{options.max_replicas} replicas)",
+             extra={"engine": "ray"})
+    try:
+        while not stop.wait(5.0):
+            pass
+    finally:
+        shutdown()
+
+
+@dataclass
+class ReplicaApp:
+    """The picklable app builder each replica runs: load keys and model, warm up, `create_app`.
+
+    Keys are read on the replica from ``keys_file`` and ``$MMAPPS_API_KEYS`` (inherited from the
+    command on a local instance; on a cluster, the file must exist on every node, as the pepper
+    and de-identification key files under the user config folder must).
+    """
+
+    domain_name: str
+    checkpoint: str
+    settings: Any
+    keys_file: str | None = None
+    audit_log: str | None = None
+    version: str | None = None
+
+    def __call__(self) -> Any:
+        from mmapps.plugins import get_domain
+        from mmapps.serve.app import create_app
+        from mmapps.serve.service import build_state
+
+        state = build_state(get_domain(self.domain_name), Path(self.checkpoint), self.settings,
+                            keys_file=Path(self.keys_file) if self.keys_file else None,
+                            audit_path=Path(self.audit_log) if self.audit_log else None, version=self.version)
+        state.extra["engine"] = "ray"
+        state.metrics.ready(True)
+        return create_app(state)
+
+
+def run(domain: Any, checkpoint: Path, settings: Any, host: str = LOOPBACK, port: int = 8000, keys_file: Path | None = None,
+        audit_log: Path | None = None, version: str | None = None, options: RayOptions | None = None) -> None:
+    """``mmapps <domain> serve --engine ray``: the same app as ``--engine uvicorn``, on Ray Serve replicas."""
+    from mmapps.serve.auth import KeyStore
+    from mmapps.serve.server import check_bind
+
+    options = options or RayOptions()
+    options.host, options.port = host, port
+    options.check()
+    keys = KeyStore.load(keys_file)  # refused here, before Ray starts, when the keys are wrong
+    check_bind(host, None, None, len(keys))  # Ray Serve's proxy has no TLS of its own: loopback, or behind a TLS proxy
+    audit = audit_log or (checkpoint.resolve().parent.parent / "serve-audit.jsonl" if checkpoint.is_file() else checkpoint / "serve-audit.jsonl")
+    builder = ReplicaApp(domain.name, str(Path(checkpoint).resolve()), settings, str(keys_file.resolve()) if keys_file else None,
+                         str(Path(audit).resolve()), version)
+    serve_forever(builder, options)
