@@ -78,6 +78,7 @@ domain = Domain(
     fusions=("lidar_only", "painting", "bev"),
     baselines=(),  # the LiDAR-only baseline is the "lidar_only" fusion; the camera alone gives no 3D boxes
     write_predictions=f"{_P}.predictions:write_kitti_results",
+    export=f"{_P}.export:make_adapter",
     build_model=f"{_P}.model:build_model",
     report_sections=(f"{_P}.report:kitti_sections",),
     extra_commands=f"{_P}.commands:add_commands",
