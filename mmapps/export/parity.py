@@ -36,6 +36,7 @@ class OutputParity:
     flipped: int = 0
     decisions: int = 0
     worst_sample: str | None = None
+    flip_margin: float | None = None
 
     def add(self, got: np.ndarray, ref: np.ndarray, sample_ids: list[str], atol: float, rtol: float) -> None:
         if got.shape != ref.shape:
@@ -84,7 +85,8 @@ class ParityReport:
     def lines(self) -> list[str]:
         out = [f"parity on {self.split} ({self.samples} samples, tolerance |d| <= {self.atol:g} + {self.rtol:g}*|ref|):"]
         for o in self.outputs.values():
-            out.append(f"  {o.name}: max |d| {o.max_abs_diff:.3g} (max |ref| {o.max_ref:.3g}), {o.violations} of {o.elements} values out of tolerance, {o.flipped} of {o.decisions} decisions flipped")
+            margin = f" (each within {o.flip_margin:.2g} of its threshold)" if o.flip_margin is not None else ""
+            out.append(f"  {o.name}: max |d| {o.max_abs_diff:.3g} (max |ref| {o.max_ref:.3g}), {o.violations} of {o.elements} values out of tolerance, {o.flipped} of {o.decisions} decisions flipped{margin}")
         if self.metric:
             fmt = lambda v: "n/a" if v is None else f"{v:.4f}"
             out.append(f"  {self.metric}: PyTorch {fmt(self.metric_torch)}, onnxruntime {fmt(self.metric_onnx)}")

@@ -73,8 +73,12 @@ def validation_summary(loaded: Any, onnx_model: Any) -> ValidationSummary:
         got_decisions = decisions(task, record_scores(onnx_records.get(task.name, [])), thresholds[task.name])
         output = next((o for o in adapter.outputs if o.task == task.name), None)
         if ref_decisions is not None and output is not None and output.name in parity.outputs:
-            parity.outputs[output.name].flipped = int((ref_decisions != got_decisions).sum())
-            parity.outputs[output.name].decisions = int(ref_decisions.size)
+            flips = ref_decisions != got_decisions
+            entry = parity.outputs[output.name]
+            entry.flipped, entry.decisions = int(flips.sum()), int(ref_decisions.size)
+            if entry.flipped and task.head == "multilabel":  # how close to its threshold the flipped score was
+                limits = np.asarray([thresholds[task.name][label] for label in task.labels])
+                entry.flip_margin = float(np.abs(record_scores(rows) - limits)[flips].max())
     return ValidationSummary(parity, _plain(metrics_torch), _plain(metrics_onnx), thresholds, distributions)
 
 
