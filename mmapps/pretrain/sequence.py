@@ -11,7 +11,8 @@ Targets (fixed functions of the input, normalised per unit unless said otherwise
   audio token of a whole waveform: the log-mel frames under that token, pooled to ``bins``;
 - video window or frame: 8x8 average-pooled frames (appearance) and their absolute frame-to-frame
   difference (motion), per channel;
-- feature rows (`features_mlp`, `identity`): the row itself;
+- feature rows (`features_mlp`, `identity`): the row, standardised per feature by the pool's mean and
+  standard deviation (`fit_statistics`; a per-row normalisation would erase low-dimensional rows);
 - signal token: the samples under it, standardised per sample and channel over the real signal
   (as the encoder's own ``normalize="sample"``), not re-normalised per unit.
 """
@@ -63,6 +64,25 @@ class TimeUnitObjective(ModalityObjective):
         self._encoder_ref = [encoder]
         self._steps: dict[int, int] = {}
         self.decoder = UnitDecoder(context_dim, decoder_dim, out_dim, modalities, modality, layers, heads)
+        if kind == "features":
+            self.register_buffer("feature_mean", torch.zeros(out_dim))
+            self.register_buffer("feature_std", torch.ones(out_dim))
+
+    def fit_statistics(self, batches: list[ModalityBatch]) -> None:
+        """Feature rows: per-feature mean and standard deviation over the real rows of the pool's first batches."""
+        if self.kind != "features":
+            return
+        rows = []
+        for mb in batches:
+            if mb.data is None:
+                continue
+            data = mb.data.float().unsqueeze(1) if mb.data.dim() == 2 else mb.data.float()
+            real = self._units(mb)
+            rows.append(torch.nan_to_num(data)[real])
+        if rows and sum(r.shape[0] for r in rows) > 1:
+            values = torch.cat(rows)
+            self.feature_mean.copy_(values.mean(0))
+            self.feature_std.copy_(values.std(0).clamp_min(1e-6))
 
     # -- units --------------------------------------------------------------------------------
     def _windowed(self, data: Tensor) -> bool:
@@ -133,7 +153,9 @@ class TimeUnitObjective(ModalityObjective):
             B, W, S, C = data.shape
             values = F.adaptive_avg_pool1d(torch.nan_to_num(data).reshape(B * W, S, C).transpose(1, 2), self.bins * 4).reshape(B, W, -1)
         else:
-            values = data.unsqueeze(1) if data.dim() == 2 else data
+            rows = data.unsqueeze(1) if data.dim() == 2 else data
+            standard = (torch.nan_to_num(rows) - self.feature_mean) / self.feature_std
+            return ModalityTarget(standard, (mask.hidden & mask.real).float())
         return ModalityTarget(per_unit_norm(torch.nan_to_num(values)), (mask.hidden & mask.real).float())
 
     def _log_mel_units(self, encoder: nn.Module, data: Tensor, U: int) -> Tensor:

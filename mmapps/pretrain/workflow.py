@@ -57,7 +57,7 @@ def pretrain(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Se
 def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> PretrainResult:
     from mmapps.models.build import selected_modalities
     from mmapps.pretrain.baseline import fit_statistics
-    from mmapps.pretrain.build import build_pretrain_model
+    from mmapps.pretrain.build import build_pretrain_model, check_pretrain_config
     from mmapps.pretrain.objective import PretrainLog, PretrainObjective
     from mmapps.pretrain.pool import split_pool
     from mmapps.testing import build_model_checked
@@ -68,6 +68,7 @@ def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path
 
     if resume:
         _check_resumable(run_dir)
+    check_pretrain_config(cfg, domain, selected_modalities(cfg, domain))  # before any data is read
     seed_everything(cfg.seed, cfg.train.deterministic)
     cfg = _prepare_data(cfg, domain, runtime)
     domain = with_configured_labels(domain, cfg)
