@@ -53,6 +53,8 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         resume: Optional[Path] = typer.Option(None, "--resume", help="continue the run in this directory from its last checkpoint"),
         on_error: Optional[str] = typer.Option(None, "--on-error", help="skip or stop on a bad input file"),
         seed: Optional[int] = typer.Option(None, help="random seed"),
+        init: Optional[Path] = typer.Option(None, "--init", help="start from a pretraining run folder (mmapps <domain> pretrain) or a .safetensors checkpoint, by parameter name"),
+        init_partial: bool = typer.Option(False, "--init-partial", help="with --init: skip (and list) tensors whose shape differs or that this model lacks, e.g. another fusion"),
     ) -> None:
         """Train the model, test the best checkpoint, write metrics, predictions and report."""
         from mmapps.workflows.resolve import resolve_config
@@ -69,7 +71,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         if out is not None or resume is not None:
             extra["out_dir"] = str(resume or out)
         cfg = resolve_config(domain, recipe, config, set_, extra)
-        result = run_train(cfg, domain, resume=resume is not None)
+        result = run_train(cfg, domain, resume=resume is not None, init=init, init_partial=init_partial)
         _print_result(result, domain)
 
     app.command("train")(with_train_flags(train, entry.domain.train_flags))

@@ -32,11 +32,12 @@ class RunResult:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Sequence[Any] = ()) -> RunResult:
+def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Sequence[Any] = (), init: Path | None = None, init_partial: bool = False) -> RunResult:
     """Train the configured model, test the best checkpoint, write metrics, predictions and the report.
 
     With `resume`, ``cfg.out_dir`` must be an earlier run directory: training continues from its
-    ``checkpoints/last.pt`` with that run's saved config.
+    ``checkpoints/last.pt`` with that run's saved config. `init` (a pretraining run or checkpoint,
+    `mmapps.pretrain.init`) sets the starting weights by name; `init_partial` skips tensors that do not fit.
     """
     from mmapps.train.runtime import setup_runtime
 
@@ -48,10 +49,10 @@ def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Seque
         run_dir = Path(cfg.out_dir) if cfg.out_dir else _shared_run_dir(cfg, runtime)
     cfg = cfg.model_copy(update={"out_dir": run_dir})
     with _run_lock(run_dir, runtime):
-        return _train_locked(cfg, domain, runtime, run_dir, resume, callbacks)
+        return _train_locked(cfg, domain, runtime, run_dir, resume, callbacks, init, init_partial)
 
 
-def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> RunResult:
+def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any], init: Path | None = None, init_partial: bool = False) -> RunResult:
     from mmapps.models.build import selected_modalities
     from mmapps.testing import build_model_checked, preflight
     from mmapps.train.runtime import seed_everything
@@ -59,6 +60,10 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
 
     if resume:
         _check_resumable(run_dir)
+    if init is not None and not resume:
+        from mmapps.pretrain.init import read_init_state
+
+        read_init_state(init, domain.name)  # an ONNX file, a non-checkpoint or another domain's fails before any data is read
     seed_everything(cfg.seed, cfg.train.deterministic)
     cfg = _prepare_data(cfg, domain, runtime)
     domain = with_configured_labels(domain, cfg)
@@ -70,6 +75,12 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
         (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
         (run_dir / "splits.json").write_text(json.dumps(splits.split_of_group, indent=1, sort_keys=True))
     model = build_model_checked(cfg, domain)
+    if init is not None and not resume:  # a resumed run restores its own weights
+        from mmapps.pretrain.init import load_init
+
+        loaded = load_init(model, init, domain.name, init_partial)
+        if runtime.is_main:
+            print(loaded.format(), file=sys.stderr)
     modalities = selected_modalities(cfg, domain)
     preflight(cfg, domain, model.to(runtime.device), splits, modalities, runtime)  # a broken plugin callable fails in seconds, not after training
     trainer = Trainer(cfg, domain, model, splits.train, splits.val, run_dir, runtime, modalities, callbacks)
