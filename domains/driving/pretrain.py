@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
@@ -193,6 +194,18 @@ class LidarOccupancyObjective(ModalityObjective):
         return ((occupancy + self.options.count_weight * count) * weight).sum() / total
 
 
+    def render(self, mb: ModalityBatch, mask: ModalityMask, prediction: Tensor, target: ModalityTarget, index: int) -> dict[str, np.ndarray] | None:
+        """BEV maps of sample `index`: occupied cells (any height bin), the encoder's view, the reconstruction."""
+        ny, nx = mask.grid
+        Z = self.options.z_bins
+        occupied = target.values[index, :, :Z].amax(-1).view(ny, nx).float()
+        visible = occupied.masked_fill(mask.hidden[index].view(ny, nx), float("nan"))
+        predicted = prediction[index, :, :Z].amax(-1).view(ny, nx).float()
+        outside = ~mask.real[index].view(ny, nx)
+        as_np = lambda t: t.masked_fill(outside, float("nan")).detach().cpu().numpy()[::-1]  # noqa: E731  (far at the top)
+        return {"occupied cells": as_np(occupied), "visible to the encoder": as_np(visible), "reconstructed occupancy": as_np(predicted)}
+
+
 class CameraPatchObjective(ModalityObjective):
     """SparK masked camera patches; the hidden patches' normalised pixels."""
 
@@ -238,6 +251,20 @@ class CameraPatchObjective(ModalityObjective):
         cells = _tokens_of(context, "camera", h * w, self.channels).transpose(1, 2).reshape(-1, self.channels, h, w)
         visible = mask.visible.view(-1, gh, gw)
         return pixels_to_patches(self.decoder(cells, visible), self.patch)  # (B, U, 3*p*p)
+
+    def render(self, mb: ModalityBatch, mask: ModalityMask, prediction: Tensor, target: ModalityTarget, index: int) -> dict[str, np.ndarray] | None:
+        """Channel 0 of image `index`: original, hidden patches blanked, hidden patches reconstructed (in pixel units)."""
+        gh, gw = mask.grid
+        p = self.patch
+        image = mb.data[index : index + 1].float()
+        _, mean, var = patch_values(image, p)
+        restored = prediction[index : index + 1].float() * torch.sqrt(var + 1e-6) + mean  # (1, U, 3*p*p)
+        fold = lambda patches: F.fold(patches.transpose(1, 2), (gh * p, gw * p), kernel_size=p, stride=p)[0, 0]  # noqa: E731
+        original = image[0, 0, : gh * p, : gw * p]
+        holes = mask.hidden[index].view(gh, gw).repeat_interleave(p, 0).repeat_interleave(p, 1)
+        as_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        return {"original": as_np(original), "masked": as_np(original.masked_fill(holes, float("nan"))),
+                "reconstructed": as_np(torch.where(holes, fold(restored), original))}
 
 
 class EncoderView(nn.Module):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
@@ -118,6 +119,7 @@ class WindowBlockObjective(ModalityObjective):
         self.shift = 1 + options.lookahead + fusion_lookahead  # first window the output at t has not seen
         self.decoder = CausalWindowDecoder(dim, target_dim, decoder_layers, lookahead=options.lookahead, next_window=options.next_window)
         self.target_dim = target_dim
+        self.picture: Callable[[Tensor], Tensor] | None = None  # how `render` draws a clip's targets (audio, video)
 
     def draw(self, mb: ModalityBatch, keys: MaskKeys, stream: int) -> ModalityMask:
         real = mb.mask & mb.present.unsqueeze(1)  # (B, T)
@@ -144,6 +146,11 @@ class WindowBlockObjective(ModalityObjective):
         hidden = mask.hidden | (mask.whole.unsqueeze(1) & mask.real)
         return self.decoder(context, hidden, mask.real)
 
+    def render(self, mb: ModalityBatch, mask: ModalityMask, prediction: Tensor, target: ModalityTarget, index: int) -> dict[str, np.ndarray] | None:
+        if self.picture is None or not bool(mask.real[index].any()):
+            return None
+        return render_windows(target.values[index], mask.hidden[index], prediction[index, :, : self.target_dim], mask.real[index], self.picture)
+
     def loss(self, prediction: Tensor, target: ModalityTarget) -> Tensor:
         P = self.target_dim
         loss = super().loss(prediction[..., :P], ModalityTarget(target.values, target.weight))
@@ -152,6 +159,27 @@ class WindowBlockObjective(ModalityObjective):
             return loss
         forecast = F.pad(prediction[:, : prediction.shape[1] - self.shift, P:], (0, 0, self.shift, 0))  # (B, T, P): made at t - shift
         return loss + self.next_weight * super().loss(forecast, ModalityTarget(target.values, next_weight.float()))
+
+
+def render_windows(values: Tensor, hidden: Tensor, prediction: Tensor, real: Tensor, image_of: Callable[[Tensor], Tensor]) -> dict[str, np.ndarray]:
+    """Original / hidden windows blanked / hidden windows reconstructed, as one 2-D picture of the clip's windows."""
+    n = int(real.sum())
+    original, predicted = image_of(values[:n].float()), image_of(prediction[:n].float())  # (rows, n * width)
+    width = original.shape[1] // max(n, 1)
+    holes = hidden[:n].repeat_interleave(width).unsqueeze(0).expand_as(original)
+    as_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
+    return {"original": as_np(original), "masked": as_np(original.masked_fill(holes, float("nan"))),
+            "reconstructed": as_np(torch.where(holes, predicted, original))}
+
+
+def mel_picture(n_mels: int) -> Callable[[Tensor], Tensor]:
+    """(n, n_mels * frames) window log-mels -> (n_mels, n * frames): the clip's spectrogram."""
+    return lambda v: v.view(v.shape[0], n_mels, -1).permute(1, 0, 2).reshape(n_mels, -1)
+
+
+def frame_picture(frames: int, channels: int, pool: int) -> Callable[[Tensor], Tensor]:
+    """(n, F * C * p * p) pooled windows -> (p, n * F * p): channel 0 of every frame, side by side."""
+    return lambda v: v.view(v.shape[0], frames, channels, pool, pool)[:, :, 0].permute(2, 0, 1, 3).reshape(pool, -1)
 
 
 def _target_spec(modality: str, cfg: Any, options: SurveillancePretrainOptions) -> tuple[Callable[[Tensor], Tensor], int, str]:
@@ -172,6 +200,7 @@ def _target_spec(modality: str, cfg: Any, options: SurveillancePretrainOptions) 
 def pretrain(cfg: Any, domain: Any, model: nn.Module) -> PretrainParts:
     """``Domain.pretrain``: window-block objectives for every modality of the model, the model's own fusion."""
     from mmapps.config import validate_options
+    from mmapps_domains.surveillance.options import data_options
 
     options = validate_options(SurveillancePretrainOptions, dict(cfg.pretrain.options), "pretrain.options")
     core = getattr(model, "core", model)
@@ -183,5 +212,10 @@ def pretrain(cfg: Any, domain: Any, model: nn.Module) -> PretrainParts:
         objectives[modality] = WindowBlockObjective(target_fn, target_dim, core.fusion.out_dim, options, name, ratio=cfg.pretrain.mask_ratio.get(modality, 0.6),
                                                     block=cfg.pretrain.block, decoder_layers=cfg.pretrain.decoder_layers, fusion_lookahead=fusion_lookahead,
                                                     needs_messages=modality == "chat")
+    data = data_options(cfg.data.options)
+    if "audio" in objectives:
+        objectives["audio"].picture = mel_picture(data.n_mels)
+    if "video" in objectives:
+        objectives["video"].picture = frame_picture(data.frames_per_window, data.channels * (2 if data.motion_channel else 1), options.video_pool)
     prefix = "core." if core is not model else ""
     return PretrainParts(encoders=dict(core.encoders), fusion=core.fusion, objectives=objectives, transferred=(f"{prefix}encoders", f"{prefix}fusion"))
