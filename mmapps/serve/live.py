@@ -92,10 +92,11 @@ def router(state: Any) -> APIRouter:
             state.audit.write(**audit, event="auth_failure", reason="key in query string")
             await _close(ws, POLICY, "API keys go in the Authorization or X-API-Key header, never the URL")
             return
-        key = state.keys.check(_presented_key(ws)) if state.keys is not None else None
+        presented = _presented_key(ws)
+        key = state.keys.check(presented) if state.keys is not None else None
         if key is None or not key.allows("predict"):
-            state.audit.write(**audit, key_id=getattr(key, "key_id", None), event="auth_failure",
-                              reason="no key" if key is None else "scope predict missing")
+            reason = "no key" if not presented else "unknown key" if key is None else "scope predict missing"
+            state.audit.write(**audit, key_id=getattr(key, "key_id", None), event="auth_failure", reason=reason)
             await _close(ws, POLICY, "a key with the predict scope is needed (Authorization: Bearer <key>)")
             return
         if active["streams"] >= settings.max_streams:

@@ -238,7 +238,7 @@ class LiveScorer:
         out = [{"type": "window", "index": item.index, "start": item.start, "scores": scores.tolist()}] if send_scores else []
         alerts = self.tracker.update(item.index, scores)
         self.n_alerts += len(alerts)
-        self.metrics.observe(self.runner.domain.name, self.runner.version, dict(zip(self.opts.classes, scores[:, None])),
+        self.metrics.observe(self.runner.domain.name, self.runner.version, {"events": scores[None]},  # (1, C) of task events
                              {"present.audio": item.audio is not None, "present.chat": self.use_chat})
         return out + [{"type": "alert", **a} for a in alerts]
 
