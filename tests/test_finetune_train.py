@@ -54,3 +54,13 @@ def test_label_budget_and_max_steps(shapes_domain, tmp_path):
     assert result.info["labelled train samples"].startswith("12 of ")
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert int(state["global_step"]) == 3  # 3 batches of 4 = one epoch of the 12 labelled samples; epochs=2 ignored
+
+
+def test_info_recipe_prints_trainable_parameters(shapes_domain):
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import build_app
+
+    result = CliRunner().invoke(build_app(), ["shapes", "info", "--recipe", "smoke"])
+    assert result.exit_code == 0, result.output
+    assert "parameters (recipe smoke" in result.output and "trainable" in result.output and "fusion" in result.output

@@ -130,12 +130,22 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         out: Path = typer.Option(Path(f"runs/{name}-benchmark"), "--out", help="output folder"),
         set_: List[str] = typer.Option([], "--set", help="override a field in every run (repeatable)"),
         fusion: List[str] = typer.Option([], "--fusion", help="only these fusions (repeatable)"),
+        study: Optional[str] = typer.Option(None, "--study", help="label-efficiency: pretrained vs scratch over label budgets (docs/pretraining.md)"),
     ) -> None:
-        """Every fusion and single-modality baseline over K seeds, plus missing-modality robustness."""
+        """Every fusion and single-modality baseline over K seeds, plus missing-modality robustness; or a --study."""
         from mmapps.workflows.benchmark import run_benchmark
 
-        if preset not in ("quick", "full"):
+        if study is None and preset not in ("quick", "full"):
             fail(f"--preset {preset!r}: expected quick or full")
+        if study is not None:
+            if study != "label-efficiency":
+                fail(f"--study {study!r}: expected label-efficiency")
+            from mmapps.workflows.label_efficiency import run_label_efficiency
+
+            path = run_label_efficiency(get_domain(name), preset, out, set_, seeds)
+            typer.echo(path.read_text())
+            typer.echo(f"study report: {path}")
+            return
         path = run_benchmark(get_domain(name), preset, seeds, out, set_, fusion or None)
         typer.echo(path.read_text())
         typer.echo(f"benchmark report: {path}")
@@ -149,7 +159,14 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
             from mmapps.config import config_to_yaml
             from mmapps.workflows.resolve import resolve_config
 
-            typer.echo(config_to_yaml(resolve_config(domain, recipe)))
+            cfg = resolve_config(domain, recipe)
+            typer.echo(config_to_yaml(cfg))
+            from mmapps.finetune import apply_finetune, format_summary, parameter_summary
+            from mmapps.models.build import build_model
+
+            model = build_model(cfg, domain)
+            apply_finetune(model, cfg.finetune)
+            typer.echo(f"parameters (recipe {recipe}, finetune modes applied):\n{format_summary(parameter_summary(model))}")
             return
         typer.echo(f"{domain.name}: {domain.description}")
         typer.echo("modalities:")

@@ -30,6 +30,7 @@ class RunResult:
     report: Path | None = None
     predictions: Path | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    records: dict[str, list[Any]] = field(default_factory=dict, repr=False)  # test records per task (studies pair them)
 
 
 def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Sequence[Any] = (), init: Path | None = None, init_partial: bool = False) -> RunResult:
@@ -168,7 +169,7 @@ def _test_and_report(cfg, domain, model, test_set, val_set, modalities, runtime,
     ctx = ReportContext(cfg, domain, run_dir, run_dir / "figures", metrics, test_records, val_records, report_model, test_set, history, notes, info)
     report = write_report(ctx)  # report sections may add metrics (e.g. medical's pointing game)
     (run_dir / "metrics.json").write_text(json.dumps(_finite(metrics), indent=2, sort_keys=True))
-    return RunResult(run_dir, metrics, report, predictions, info)
+    return RunResult(run_dir, metrics, report, predictions, info, test_records)
 
 
 def write_predictions(domain: Domain, records: dict[str, list[Any]], out_dir: Path) -> Path:

@@ -1,0 +1,140 @@
+"""``mmapps <domain> benchmark --study label-efficiency``: does the multimodal pretraining save labels?
+
+Protocol (fixed before any result; docs/pretraining.md):
+
+- one pretraining on the train split (labels ignored), cached in ``<out>/pretrain``;
+- budgets: absolute numbers of labelled train samples (``data.label_budget``, stratified so that
+  every label with positives is in), plus ``all``; no validation labels (``label_budget_val=0``),
+  a fixed number of optimiser steps (``train.max_steps``) and the last weights tested;
+- paired arms: for each (budget, seed), ``scratch`` and ``pretrained`` share the labelled subset,
+  the seed and hence the head initialisation (the model is built identically, then the
+  pretrained arm's encoders and fusion are overwritten by the pretraining), and the same LR grid;
+  with a grid, each arm's LR is chosen on the validation split by the mean over seeds;
+- verdict: the paired 95 % bootstrap CI (test groups resampled) of the mean over seeds of
+  (pretrained - scratch) on the primary metric;
+- controls (``full`` preset): linear probe (pretrained vs random frozen encoders and fusion),
+  compute-matched scratch (as many extra steps as the pretraining took), LoRA vs full
+  fine-tuning (metric, trainable parameters, peak memory, samples/s), missing-modality
+  robustness with vs without whole-modality masking in the pretraining, unimodal pretraining
+  (one modality's encoder pretrained alone); medical: per group of findings by the modality that
+  carries them (``finding_sources.json`` of the demo).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmapps.domain import Domain
+
+# Per built-in domain: the recipe both pretraining and fine-tuning resolve, the study's overrides
+# (a test split of >= 500 samples for medical and surveillance), the fixed optimiser steps, and
+# the pretraining schedule. Other domains (plugins) use their quick recipe as it is.
+SETUPS: dict[str, dict[str, Any]] = {
+    "medical": {
+        "recipe": "smoke",
+        "overrides": ["data.demo_n=3200", "data.options.image_size=64", "model.dim=64", "model.encoders.image.options.width=16",
+                      "model.encoders.note.options.max_length=64", "train.batch_size=16", "eval.bootstrap_resamples=0"],
+        "steps": 150,
+        "pretrain": ["train.epochs=4", "train.patience=null", "train.lr=1e-3", "pretrain.report_samples=0"],
+    },
+    "surveillance": {"recipe": "quick", "overrides": ["data.demo_n=2500", "eval.bootstrap_resamples=0"], "steps": 150, "pretrain": ["train.epochs=4", "train.patience=null"]},
+    "driving": {"recipe": "quick", "overrides": ["eval.bootstrap_resamples=0"], "steps": 150, "pretrain": ["train.epochs=4", "train.patience=null"]},
+}
+COMMON = ["train.progress=false", "train.tensorboard=false", "train.patience=null", "data.label_budget_val=0"]
+
+
+@dataclass(frozen=True)
+class StudyPreset:
+    budgets: tuple[int | None, ...]  # None = all labelled train samples
+    seeds: int = 3
+    lrs: tuple[float, ...] = (1e-3,)
+    controls: tuple[str, ...] = ()
+    resamples: int = 1000
+
+
+PRESETS = {
+    # the pipeline end to end in seconds (tests): meaningless figures
+    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora"), resamples=20),
+    "quick": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=(), resamples=1000),
+    "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3),
+                        controls=("linear_probe", "compute_matched", "lora", "missing_modality", "unimodal")),
+}
+
+
+@dataclass
+class ArmRun:
+    """One fine-tuning run of the study."""
+
+    arm: str
+    budget: int | None
+    seed: int
+    lr: float
+    metric: float
+    run_dir: Path
+    records: list[Any] = field(default_factory=list, repr=False)
+    val_metric: float = math.nan
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = Path("runs/label-efficiency"), overrides: Sequence[str] = (), seeds: int | None = None) -> Path:
+    """Run the study; write ``label_efficiency_<domain>.{json,md}`` in `out_dir` and return the Markdown path."""
+    from mmapps.errors import ConfigError
+    from mmapps.workflows.label_efficiency_arms import StudyContext
+
+    if preset not in PRESETS:
+        raise ConfigError(f"--preset {preset!r} for the label-efficiency study: expected one of {', '.join(PRESETS)}")
+    plan = PRESETS[preset]
+    if seeds is not None:
+        plan = StudyPreset(plan.budgets, seeds, plan.lrs, plan.controls, plan.resamples)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    pretraining = ctx.pretraining("default")
+    runs: list[ArmRun] = []
+    for budget in plan.budgets:
+        for seed in range(plan.seeds):
+            for lr in plan.lrs:
+                for arm in ("scratch", "pretrained"):
+                    runs.append(ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1))
+    runs = select_lr(runs)
+    controls = ctx.controls(plan, pretraining, runs)
+    from mmapps.workflows.label_efficiency_report import write_study
+
+    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost}
+    return write_study(ctx, plan, preset, pretraining, runs, controls, cost)
+
+
+def select_lr(runs: list[ArmRun]) -> list[ArmRun]:
+    """Per (arm, budget), keep the LR with the best mean validation metric over seeds (all runs with a single LR)."""
+    by_key: dict[tuple[str, int | None], dict[float, list[ArmRun]]] = {}
+    for run in runs:
+        by_key.setdefault((run.arm, run.budget), {}).setdefault(run.lr, []).append(run)
+    kept: list[ArmRun] = []
+    for per_lr in by_key.values():
+        if len(per_lr) == 1:
+            kept += next(iter(per_lr.values()))
+            continue
+        best = max(per_lr, key=lambda lr: _mean([r.val_metric for r in per_lr[lr]]))
+        kept += per_lr[best]
+    return kept
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else -math.inf
+
+
+def budget_name(budget: int | None) -> str:
+    return "all" if budget is None else str(budget)
+
+
+def to_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))

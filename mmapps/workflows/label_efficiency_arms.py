@@ -1,0 +1,193 @@
+"""The runs of the label-efficiency study: the cached pretraining(s), one fine-tuning arm, the controls."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from mmapps.domain import Domain
+from mmapps.workflows.label_efficiency import COMMON, ArmRun, StudyPreset, budget_name
+from mmapps.workflows.label_efficiency_stats import PeakMemory
+
+
+@dataclass
+class Pretraining:
+    name: str
+    run_dir: Path
+    checkpoint: Path
+    steps: int
+    cost: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class StudyContext:
+    """Resolves configs, runs (or reuses) pretrainings and fine-tuning runs in one folder."""
+
+    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path) -> None:
+        self.domain, self.setup, self.overrides, self.out_dir = domain, setup, overrides, out_dir
+        self.recipe = setup["recipe"] if setup["recipe"] in domain.recipes else "smoke"
+        user_steps = [o.split("=", 1)[1] for o in overrides if o.startswith("train.max_steps=")]
+        self.steps = int(user_steps[-1]) if user_steps else int(setup["steps"])
+        self._parts: list[str] | None = None
+
+    def base(self, *extra: str) -> list[str]:
+        """Study overrides, then the arm's (`extra`), then the user's ``--set`` (which win)."""
+        return [*self.setup["overrides"], *COMMON, *extra, *self.overrides]
+
+    # -- pretraining --------------------------------------------------------------------------
+    def pretraining(self, name: str, *extra: str) -> Pretraining:
+        """The pretraining `name` (extra overrides), run once and reused from ``<out>/pretrain-<name>``."""
+        import torch
+
+        from mmapps.pretrain.recipes import resolve_pretrain_config
+        from mmapps.pretrain.workflow import PRETRAINED_FILE, pretrain
+
+        run_dir = self.out_dir / f"pretrain-{name}"
+        checkpoint = run_dir / PRETRAINED_FILE
+        cost_file = run_dir / "study_cost.json"
+        if not checkpoint.exists():
+            wall, cpu = time.perf_counter(), time.process_time()
+            overrides = [o for o in self.base(*self.setup["pretrain"], *extra) if not o.startswith("data.label_budget")] + [f"out_dir={run_dir}"]
+            cfg = resolve_pretrain_config(self.domain, self.recipe, overrides=overrides)
+            result = pretrain(cfg, self.domain)
+            import json
+
+            cost_file.write_text(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "metrics": result.metrics}, default=str))
+        import json
+
+        saved = json.loads(cost_file.read_text()) if cost_file.exists() else {}
+        state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True) if (run_dir / "checkpoints" / "last.pt").exists() else {}
+        steps = int(state.get("global_step", 0))
+        return Pretraining(name, run_dir, checkpoint, steps, {k: saved[k] for k in ("wall_s", "cpu_s") if k in saved}, saved.get("metrics", {}))
+
+    # -- fine-tuning --------------------------------------------------------------------------
+    def finetune(self, arm: str, budget: int | None, seed: int, lr: float, init: Path | None = None, extra: Sequence[str] = (),
+                 steps: int | None = None, score_val: bool = False, partial: bool = False) -> ArmRun:
+        from mmapps.workflows.resolve import resolve_config
+        from mmapps.workflows.run import train
+
+        run_dir = self.out_dir / "runs" / f"{arm}-b{budget_name(budget)}-s{seed}-lr{lr:g}"
+        saved = read_run(run_dir)
+        if saved is not None:  # a finished run of an interrupted or repeated study is reused
+            return saved
+        overrides = self.base(f"train.lr={lr}", f"train.max_steps={steps or self.steps}", *extra) + [f"seed={seed}", f"out_dir={run_dir}"]
+        if budget is not None:
+            overrides.append(f"data.label_budget={budget}")
+        cfg = resolve_config(self.domain, self.recipe, overrides=overrides)
+        wall, cpu = time.perf_counter(), time.process_time()
+        with PeakMemory() as peak:
+            result = train(cfg, self.domain, init=init, init_partial=partial) if init is not None else train(cfg, self.domain)
+        primary = primary_key(self.domain)
+        run = ArmRun(arm, budget, seed, lr, float(result.metrics.get(primary, math.nan)), run_dir, list(getattr(result, "records", {}).get(self.domain.primary_task.name, [])),
+                     wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, info={**result.info, "peak_rss_mb": peak.mb})
+        train_s = training_seconds(run_dir)
+        run.info["train_samples_per_s"] = (steps or self.steps) * cfg.train.batch_size / train_s if train_s else math.nan
+        if score_val:
+            run.val_metric = self.val_metric(run_dir / "checkpoints" / "best.safetensors")
+        write_run(run)
+        return run
+
+    def val_metric(self, checkpoint: Path) -> float:
+        """The primary metric of a checkpoint on the (full) validation split: the LR choice only."""
+        from mmapps.evaluation.records import predict_records
+        from mmapps.models.build import build_model, selected_modalities
+        from mmapps.testing.steps import build_splits
+        from mmapps.train import checkpoint as ckpt
+        from mmapps.train.runtime import setup_runtime
+        from mmapps.train.trainer import compute_metrics, make_loader
+        from mmapps.workflows.run import _config_from_checkpoint
+
+        cfg, state = _config_from_checkpoint(checkpoint, {"data": {"label_budget": None, "label_budget_val": None}, "eval": {"bootstrap_resamples": 0}}, self.domain.name)
+        runtime = setup_runtime(cfg.train)
+        splits = build_splits(cfg, self.domain)
+        model = build_model(cfg, self.domain)
+        ckpt.load_weights(model, state, checkpoint)
+        records = predict_records(model, make_loader(splits.val, cfg, self.domain, selected_modalities(cfg, self.domain), runtime, False, "val"), self.domain, runtime)
+        return float(compute_metrics(self.domain, records, cfg).get(primary_key(self.domain), math.nan))
+
+    def parts(self, trainable_only: bool = False) -> list[str]:
+        """The model's part names (modalities, fusion); with `trainable_only`, those with trainable weights as built."""
+        from mmapps.finetune import find_parts
+        from mmapps.models.build import build_model
+        from mmapps.workflows.resolve import resolve_config
+
+        model = build_model(resolve_config(self.domain, self.recipe, overrides=self.base()), self.domain)
+        found = find_parts(model).parts
+        return [n for n, (_, m) in found.items() if not trainable_only or any(p.requires_grad for p in m.parameters())]
+
+    # -- controls -----------------------------------------------------------------------------
+    def controls(self, plan: StudyPreset, pretraining: Pretraining, runs: list[ArmRun]) -> dict[str, Any]:
+        """Run the preset's controls; each returns its runs (the report tabulates them)."""
+        chosen = {(r.arm, r.budget): r.lr for r in runs}
+        lr_of = lambda arm, budget: chosen.get((arm, budget), plan.lrs[0])  # noqa: E731
+        small, full = plan.budgets[0], plan.budgets[-1]
+        out: dict[str, Any] = {}
+        seeds = range(plan.seeds)
+        if "linear_probe" in plan.controls:
+            frozen = [f"finetune.parts.{p}.mode=frozen" for p in self.parts()]
+            out["linear_probe"] = [self.finetune(arm, b, s, lr_of("pretrained", b), init=pretraining.checkpoint if arm == "probe-pretrained" else None, extra=frozen)
+                                   for b in (small, full) for s in seeds for arm in ("probe-random", "probe-pretrained")]
+        if "compute_matched" in plan.controls and pretraining.steps:
+            out["compute_matched"] = [self.finetune("scratch-compute-matched", b, s, lr_of("scratch", b), steps=self.steps + pretraining.steps) for b in (small, full) for s in seeds]
+        if "lora" in plan.controls:
+            adapted = [f"finetune.parts.{p}.mode=lora" for p in self.parts(trainable_only=True)]
+            out["lora"] = [self.finetune("pretrained-lora", b, s, lr_of("pretrained", b) * 3, init=pretraining.checkpoint, extra=adapted) for b in (small, full) for s in seeds]
+        if "missing_modality" in plan.controls:
+            without = self.pretraining("no-whole-modality", "pretrain.whole_modality=0.0")
+            out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
+        if "unimodal" in plan.controls:
+            out["unimodal"] = []
+            for m in self.domain.modality_names:
+                single = self.pretraining(f"only-{m}", f"model.modalities=[{m}]")
+                out["unimodal"] += [self.finetune(f"pretrained-only-{m}", small, s, lr_of("pretrained", small), init=single.checkpoint, partial=True) for s in seeds]
+        return out
+
+
+def primary_key(domain: Domain) -> str:
+    from mmapps.train.trainer import primary_key as key
+
+    return key(domain)
+
+
+RUN_FILE = "study_run.json"
+
+
+def write_run(run: ArmRun) -> None:
+    """The run's figures and test records beside it (JSON), so a repeated study reuses it."""
+    import dataclasses
+    import json
+
+    from mmapps.workflows.label_efficiency import to_json
+
+    payload = {k: v for k, v in dataclasses.asdict(run).items() if k not in ("records", "run_dir")}
+    payload["records"] = [dataclasses.asdict(r) for r in run.records]
+    (run.run_dir / RUN_FILE).write_text(json.dumps(to_json(payload)))
+
+
+def read_run(run_dir: Path) -> ArmRun | None:
+    import json
+
+    from mmapps.evaluation.records import PredictionRecord
+
+    path = run_dir / RUN_FILE
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text())
+    records = [PredictionRecord(**r) for r in payload.pop("records")]
+    payload["metric"] = math.nan if payload["metric"] is None else payload["metric"]
+    payload["val_metric"] = math.nan if payload.get("val_metric") is None else payload["val_metric"]
+    return ArmRun(run_dir=run_dir, records=records, **payload)
+
+
+def training_seconds(run_dir: Path) -> float:
+    """Seconds spent in the training epochs (``logs/metrics.csv``), loading, testing and reporting apart."""
+    import csv
+
+    path = run_dir / "logs" / "metrics.csv"
+    if not path.is_file():
+        return 0.0
+    with path.open() as handle:
+        return sum(float(row.get("seconds") or 0.0) for row in csv.DictReader(handle))

@@ -1,0 +1,206 @@
+"""Tables, verdict and cost of the label-efficiency study: ``label_efficiency_<domain>.{json,md}``."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+from pathlib import Path
+from typing import Any
+
+from mmapps.report.model import markdown_table
+from mmapps.workflows.label_efficiency import ArmRun, StudyPreset, budget_name, to_json
+from mmapps.workflows.label_efficiency_stats import PairedDifference, finding_groups, macro_auroc_of, paired_difference
+
+
+def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs: list[ArmRun], controls: dict[str, Any], cost: dict[str, Any]) -> Path:
+    domain = ctx.domain
+    metric = _metric_fn(ctx)
+    primary = _primary(domain)
+    rows, verdicts, payload_rows = [], [], []
+    for budget in plan.budgets:
+        scratch, pre = _arm(runs, "scratch", budget), _arm(runs, "pretrained", budget)
+        diff = paired_difference(metric, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
+        n = scratch[0].info.get("train samples", "?") if scratch else "?"
+        rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _sign(diff)])
+        verdicts.append(diff)
+        payload_rows.append({"budget": budget_name(budget), "labelled": n, "scratch": [r.metric for r in scratch], "pretrained": [r.metric for r in pre],
+                             "lr": {"scratch": scratch[0].lr if scratch else None, "pretrained": pre[0].lr if pre else None}, **diff.as_dict()})
+    test_n = len(runs[0].records) if runs else 0
+    lines = [
+        f"# Label efficiency: {domain.name}",
+        "",
+        f"Preset `{preset}`: budgets {', '.join(budget_name(b) for b in plan.budgets)} labelled train samples x (scratch, pretrained) x {plan.seeds} seeds, "
+        f"LR grid {list(plan.lrs)}, {ctx.steps} optimiser steps per run (batch size {_batch(runs)}), no validation labels (last weights tested). "
+        f"Test split: {test_n} samples. Primary metric `{primary}`; difference = mean over seeds of (pretrained - scratch), "
+        f"paired 95 % bootstrap CI over test groups ({plan.resamples} resamples).",
+        "",
+        f"Pretraining: `{pretraining.run_dir}` ({pretraining.steps} optimiser steps; held-out losses: {_losses(pretraining.metrics)}).",
+        "",
+        markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI"], rows),
+        "",
+        "**Verdict.** " + verdict_text(plan, verdicts),
+        "",
+    ]
+    groups = finding_groups(_data_root(runs), list(domain.primary_task.labels)) if runs else {}
+    payload_groups = []
+    if groups:
+        grows = []
+        for budget in plan.budgets:
+            for group, labels in groups.items():
+                fn = macro_auroc_of(labels)
+                scratch, pre = _arm(runs, "scratch", budget), _arm(runs, "pretrained", budget)
+                d = paired_difference(fn, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
+                s_vals, p_vals = [fn(r.records) for r in scratch], [fn(r.records) for r in pre]
+                grows.append([budget_name(budget), group, f"{_mean(s_vals):.4f}", f"{_mean(p_vals):.4f}", d.format(), _sign(d)])
+                payload_groups.append({"budget": budget_name(budget), "group": group, "scratch": s_vals, "pretrained": p_vals, **d.as_dict()})
+        lines += ["## Per group of findings (by the modality that carries them in the demo generator)", "",
+                  markdown_table(["budget", "group", "scratch macro AUROC", "pretrained macro AUROC", "difference [95% CI]", "CI"], grows), "",
+                  "Cross-modal gains can only show in the `both` group, where image and note each carry the finding.", ""]
+    payload_controls = {}
+    for name, control_runs in controls.items():
+        table, data = control_table(name, control_runs, runs, metric, plan, primary)
+        lines += [f"## Control: {name.replace('_', ' ')}", "", table, ""]
+        payload_controls[name] = data
+    if not controls:
+        lines += ["Controls (linear probe, compute-matched scratch, LoRA vs full, missing-modality robustness with vs without whole-modality masking, "
+                  "unimodal pretraining) run in the `full` preset.", ""]
+    total_cpu = cost["cpu_s"] + float(cost.get("pretraining", {}).get("cpu_s", 0.0))
+    lines += ["## Cost", "", markdown_table(["what", "wall (min)", "CPU of this process (min)"], [
+        ["pretraining", _min(cost.get("pretraining", {}).get("wall_s")), _min(cost.get("pretraining", {}).get("cpu_s"))],
+        ["fine-tuning runs", _min(sum(r.wall_s for r in runs)), _min(sum(r.cpu_s for r in runs))],
+        ["whole study (this invocation; a cached pretraining costs nothing here)", _min(cost["wall_s"]), _min(cost["cpu_s"])],
+    ]), "", f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), load average at the end {_load()} "
+        "(shared with other jobs: wall times are inflated, CPU times are this process's own).", ""]
+    out = ctx.out_dir
+    md = out / f"label_efficiency_{domain.name}.md"
+    md.write_text("\n".join(lines))
+    payload = {"domain": domain.name, "preset": preset, "primary": primary, "steps": ctx.steps, "seeds": plan.seeds, "lrs": list(plan.lrs),
+               "test_samples": test_n, "resamples": plan.resamples, "rows": payload_rows, "groups": payload_groups, "controls": payload_controls,
+               "verdict": verdict_text(plan, verdicts), "pretraining": {"run_dir": str(pretraining.run_dir), "steps": pretraining.steps, "metrics": pretraining.metrics},
+               "cost": cost, "total_cpu_s": total_cpu,
+               "runs": [{"arm": r.arm, "budget": budget_name(r.budget), "seed": r.seed, "lr": r.lr, "metric": r.metric, "val_metric": r.val_metric,
+                         "wall_s": r.wall_s, "cpu_s": r.cpu_s, "run_dir": str(r.run_dir)} for r in runs]}
+    (out / f"label_efficiency_{domain.name}.json").write_text(json.dumps(to_json(payload), indent=2))
+    return md
+
+
+def verdict_text(plan: StudyPreset, diffs: list[PairedDifference]) -> str:
+    """The issue's rule: lower CI bound > 0 at the two lowest budgets, and not below 0 at the full budget."""
+    if not diffs:
+        return "no runs."
+    low = diffs[: min(2, len(diffs) - 1)] or diffs[:1]
+    wins = all(d.low > 0 for d in low)
+    holds = diffs[-1].high >= 0
+    names = ", ".join(budget_name(b) for b in plan.budgets[: len(low)])
+    if wins and holds:
+        return f"pretraining pays off: the CI is above 0 at budget(s) {names} and not below 0 with all labels."
+    parts = [f"budget {budget_name(b)}: {d.format()}" for b, d in zip(plan.budgets, diffs)]
+    return f"pretraining does not pass the rule (CI lower bound > 0 at the lowest budgets, not below 0 at all): {'; '.join(parts)}."
+
+
+def control_table(name: str, control_runs: list[ArmRun], main: list[ArmRun], metric: Any, plan: StudyPreset, primary: str) -> tuple[str, Any]:
+    arms = sorted({r.arm for r in control_runs})
+    budgets = sorted({r.budget for r in control_runs}, key=lambda b: math.inf if b is None else b)
+    rows, data = [], []
+    for budget in budgets:
+        reference = "probe-random" if name == "linear_probe" else ("pretrained" if name in ("lora", "no_whole_modality") or name == "unimodal" else "pretrained")
+        base_runs = _arm(control_runs, reference, budget) or _arm(main, reference, budget)
+        for arm in arms:
+            if arm == reference:
+                continue
+            these = _arm(control_runs, arm, budget)
+            d = paired_difference(metric, [r.records for r in these], [r.records for r in base_runs], plan.resamples) if these and base_runs and len(these) == len(base_runs) else None
+            trainable = these[0].info.get("trainable parameters", "") if these else ""
+            rss = _mean([r.info.get("peak_rss_mb", math.nan) for r in these])
+            rate = _mean([r.info.get("train_samples_per_s", math.nan) for r in these])
+            ref_rate = _mean([r.info.get("train_samples_per_s", math.nan) for r in base_runs])
+            ref_rss = _mean([r.info.get("peak_rss_mb", math.nan) for r in base_runs])
+            rows.append([budget_name(budget), arm, _ms(these), reference, _ms(base_runs), d.format() if d else "-", trainable,
+                         f"{rss:.0f} / {ref_rss:.0f}", f"{rate:.1f} / {ref_rate:.1f}"])
+            data.append({"budget": budget_name(budget), "arm": arm, "values": [r.metric for r in these], "reference": reference,
+                         "reference_values": [r.metric for r in base_runs], **(d.as_dict() if d else {}), "trainable": trainable, "peak_rss_mb": rss, "rate": rate})
+    header = ["budget", "arm", primary, "vs", primary, "arm - vs [95% CI]", "trainable parameters (arm)", "peak RSS MB (arm / vs)", "train samples/s (arm / vs)"]
+    return markdown_table(header, rows), data
+
+
+def _metric_fn(ctx: Any):
+    from mmapps.train.trainer import compute_metrics
+
+    cfg = None
+    primary = _primary(ctx.domain)
+    task = ctx.domain.primary_task.name
+
+    def metric(records: list[Any]) -> float:
+        nonlocal cfg
+        if cfg is None:
+            from mmapps.workflows.resolve import resolve_config
+
+            cfg = resolve_config(ctx.domain, ctx.recipe, overrides=["eval.bootstrap_resamples=0"])
+        return float(compute_metrics(ctx.domain, {task: records}, cfg).get(primary, math.nan))
+
+    return metric
+
+
+def _primary(domain: Any) -> str:
+    from mmapps.train.trainer import primary_key
+
+    return primary_key(domain)
+
+
+def _arm(runs: list[ArmRun], arm: str, budget: Any) -> list[ArmRun]:
+    return sorted((r for r in runs if r.arm == arm and r.budget == budget), key=lambda r: r.seed)
+
+
+def _ms(runs: list[ArmRun]) -> str:
+    values = [r.metric for r in runs if math.isfinite(r.metric)]
+    if not values:
+        return "-"
+    return f"{statistics.fmean(values):.4f} ± {statistics.stdev(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return statistics.fmean(finite) if finite else math.nan
+
+
+def _sign(d: PairedDifference) -> str:
+    if not (math.isfinite(d.low) and math.isfinite(d.high)):
+        return "n/a"
+    return "> 0" if d.low > 0 else ("< 0" if d.high < 0 else "includes 0")
+
+
+def _min(seconds: Any) -> str:
+    return f"{float(seconds) / 60:.1f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def _batch(runs: list[ArmRun]) -> str:
+    import yaml
+
+    try:
+        return str(yaml.safe_load((runs[0].run_dir / "config.yaml").read_text())["train"]["batch_size"])
+    except Exception:  # noqa: BLE001 - the report line only
+        return "?"
+
+
+def _data_root(runs: list[ArmRun]) -> Path | None:
+    import yaml
+
+    try:
+        return Path(yaml.safe_load((runs[0].run_dir / "config.yaml").read_text())["data"]["root"])
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _losses(metrics: dict[str, Any]) -> str:
+    shown = {k: v for k, v in metrics.items() if k.startswith("loss/") and k.count("/") == 1}
+    return ", ".join(f"{k[5:]} {v:.4f} (trivial {metrics.get('trivial/' + k[5:], float('nan')):.4f})" for k, v in sorted(shown.items())) or "n/a"
+
+
+def _load() -> str:
+    try:
+        return " ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"

@@ -1,0 +1,92 @@
+"""The label-efficiency study's statistics (paired bootstrap, verdict rule, LR choice, per-group AUROC) and a smoke study end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from mmapps.evaluation.records import PredictionRecord
+from mmapps.workflows.label_efficiency import PRESETS, ArmRun, StudyPreset, select_lr
+from mmapps.workflows.label_efficiency_report import verdict_text
+from mmapps.workflows.label_efficiency_stats import PairedDifference, macro_auroc_of, paired_difference
+
+
+def records(values, groups=None):
+    return [PredictionRecord(f"s{i}", groups[i] if groups else f"g{i}", "t", {"v": float(v)}) for i, v in enumerate(values)]
+
+
+def mean_v(rows):
+    return float(np.mean([r.prediction["v"] for r in rows]))
+
+
+def test_paired_difference_is_paired_over_the_same_resampled_groups():
+    rng = np.random.default_rng(0)
+    a_vals = rng.normal(size=60)
+    a = [records(a_vals), records(a_vals + 0.1)]
+    b = [records(a_vals - 0.2), records(a_vals - 0.1)]  # every sample's difference is exactly 0.2
+    d = paired_difference(mean_v, a, b, resamples=200)
+    assert d.estimate == pytest.approx(0.2)
+    assert d.low == pytest.approx(0.2) and d.high == pytest.approx(0.2)  # paired: the sample variance cancels
+    noisy = paired_difference(mean_v, [records(a_vals)], [records(rng.normal(size=60))], resamples=300)
+    assert noisy.low < noisy.estimate < noisy.high and noisy.high - noisy.low > 0.3
+
+
+def test_groups_are_resampled_whole():
+    vals = np.r_[np.zeros(50), np.ones(50)]
+    groups = ["g0"] * 50 + ["g1"] * 50  # two groups: a resample holds 0, 1 or 2 copies of each
+    d = paired_difference(mean_v, [records(vals, groups)], [records(np.zeros(100), groups)], resamples=400)
+    assert d.estimate == pytest.approx(0.5) and d.low == pytest.approx(0.0) and d.high == pytest.approx(1.0)
+
+
+def test_verdict_rule():
+    plan = StudyPreset(budgets=(25, 50, None))
+    win = [PairedDifference(0.05, 0.01, 0.09, 100), PairedDifference(0.04, 0.005, 0.08, 100), PairedDifference(0.0, -0.01, 0.01, 100)]
+    assert verdict_text(plan, win).startswith("pretraining pays off")
+    lose = [PairedDifference(0.02, -0.01, 0.05, 100)] + win[1:]
+    assert "does not pass" in verdict_text(plan, lose) and "budget 25: +0.0200 [-0.0100, +0.0500]" in verdict_text(plan, lose)
+    hurt_at_all = win[:2] + [PairedDifference(-0.05, -0.08, -0.02, 100)]
+    assert "does not pass" in verdict_text(plan, hurt_at_all)
+
+
+def test_lr_is_chosen_per_arm_and_budget_on_validation():
+    runs = [ArmRun(arm, 25, s, lr, 0.0, None, val_metric=v) for arm, lr, v in
+            [("scratch", 1e-3, 0.6), ("scratch", 3e-3, 0.7), ("pretrained", 1e-3, 0.8), ("pretrained", 3e-3, 0.5)] for s in range(2)]
+    kept = select_lr(runs)
+    assert {(r.arm, r.lr) for r in kept} == {("scratch", 3e-3), ("pretrained", 1e-3)} and len(kept) == 4
+
+
+def test_group_macro_auroc_against_scikit_learn():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(1)
+    y = (rng.random((80, 3)) < 0.4).astype(float)
+    y[:5, 1] = math.nan  # unlabelled entries are skipped
+    s = rng.random((80, 3)) + 0.5 * np.nan_to_num(y)
+    rows = [PredictionRecord(f"s{i}", f"g{i}", "t", {"scores": s[i].tolist()}, y[i].tolist()) for i in range(80)]
+    keep = ~np.isnan(y[:, 1])
+    expected = np.mean([roc_auc_score(y[:, 0], s[:, 0]), roc_auc_score(y[keep, 1], s[keep, 1])])
+    assert macro_auroc_of([0, 1])(rows) == pytest.approx(expected)
+
+
+def test_presets_follow_the_protocol():
+    quick, full = PRESETS["quick"], PRESETS["full"]
+    assert quick.budgets == (25, None) and quick.seeds == 3 and full.seeds == 3
+    assert full.budgets == (25, 50, 100, 250, None) and len(full.lrs) > 1
+    assert {"linear_probe", "compute_matched", "lora", "missing_modality", "unimodal"} <= set(full.controls)
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(shapes_domain, tmp_path):
+    from mmapps.workflows.label_efficiency import run_label_efficiency
+
+    md = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"])
+    payload = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
+    assert [r["budget"] for r in payload["rows"]] == ["8", "all"]
+    assert {"linear_probe", "compute_matched", "lora"} <= set(payload["controls"])
+    text = md.read_text()
+    assert "Verdict" in text and "pretrained - scratch" in text and "## Cost" in text
+    runs = {(r["arm"], r["budget"]) for r in payload["runs"]}
+    assert runs == {("scratch", "8"), ("pretrained", "8"), ("scratch", "all"), ("pretrained", "all")}
