@@ -45,8 +45,14 @@ def between_scores(threshold: float, scores: np.ndarray) -> float:
     (fp32 vs onnxruntime, int8) would then flip that sample's decision. The midpoint between it and
     the next lower validation score takes the same decision on every validation sample.
     """
-    lower = scores[np.isfinite(scores) & (scores < threshold)]
-    return float((threshold + lower.max()) / 2) if lower.size else float(threshold)
+    if not np.isfinite(threshold):
+        return float(threshold)
+    finite = np.unique(scores[np.isfinite(scores)])
+    lower = finite[finite < threshold]
+    if lower.size:
+        return float((threshold + lower.max()) / 2)
+    gaps = np.diff(finite)  # the threshold is at (or below) the lowest score: step below it by half the smallest gap
+    return float(threshold - (gaps.min() / 2 if gaps.size else 1e-3))
 
 
 def choose_thresholds(task: Any, records: Sequence[Any], val_metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:

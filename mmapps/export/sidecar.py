@@ -7,8 +7,9 @@ the decision thresholds chosen on validation, the validation distribution of eve
 (for drift monitoring), the parity figures, the mmapps version, the hash of the training config
 (and the config itself) and the SHA-256 of every other file of the export folder.
 
-`read_sidecar` checks every hash: a modified, missing or added artifact is refused with
-`ExportIntegrityError` naming the file.
+`read_sidecar` checks every hash: a modified, missing or added artifact, or a sidecar edited after
+export (``sidecar_sha256`` over its own canonical JSON), is refused with `ExportIntegrityError`
+naming the file. The hashes guard against damage and accidental edits; they are not a signature.
 """
 
 from __future__ import annotations
@@ -96,11 +97,19 @@ def hash_artifacts(folder: Path) -> dict[str, str]:
     return {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file() and p.relative_to(folder).as_posix() != SIDECAR}
 
 
+def content_hash(values: dict[str, Any]) -> str:
+    """SHA-256 of the sidecar's own fields (canonical JSON, without ``sidecar_sha256``)."""
+    body = {k: v for k, v in values.items() if k != "sidecar_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def write_sidecar(folder: Path, sidecar: Sidecar) -> Path:
     """Hash every file now in `folder`, then write ``model.json`` (the last file of an export)."""
     sidecar.artifacts = hash_artifacts(folder)
+    values = sidecar.to_json()
+    values["sidecar_sha256"] = content_hash(values)
     path = Path(folder) / SIDECAR
-    path.write_text(json.dumps(sidecar.to_json(), indent=1, sort_keys=False) + "\n")
+    path.write_text(json.dumps(values, indent=1, sort_keys=False) + "\n")
     return path
 
 
@@ -127,7 +136,7 @@ def read_sidecar(folder_or_model: Path, verify: bool = True) -> tuple[Sidecar, P
     if not isinstance(values, dict) or values.get("format") != FORMAT:
         found = values.get("format") if isinstance(values, dict) else type(values).__name__
         raise CheckpointError(f"export {folder}: {SIDECAR} has format {found!r}, expected {FORMAT!r}; it was not written by this mmapps export")
-    known = {"format", "domain", "mmapps_version", "opset", "model_file", "inputs", "outputs", "runtime", "preprocess", "labels", "thresholds", "score_distribution", "parity", "config_sha256", "config", "artifacts"}
+    known = {"sidecar_sha256", "format", "domain", "mmapps_version", "opset", "model_file", "inputs", "outputs", "runtime", "preprocess", "labels", "thresholds", "score_distribution", "parity", "config_sha256", "config", "artifacts"}
     try:
         sidecar = Sidecar(
             domain=values["domain"], inputs=[TensorSpec.from_json(s) for s in values["inputs"]], outputs=[TensorSpec.from_json(s) for s in values["outputs"]],
@@ -138,14 +147,17 @@ def read_sidecar(folder_or_model: Path, verify: bool = True) -> tuple[Sidecar, P
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"export {folder}: {SIDECAR} lacks or mangles the field {err}; export again") from None
     if verify:
-        verify_artifacts(folder, sidecar, values.get("config_sha256"))
+        if values.get("sidecar_sha256") != content_hash(values) or values.get("config_sha256") != sidecar.config_sha256:
+            raise ExportIntegrityError(
+                f"export {folder}: {SIDECAR} was modified after export (its content does not match its sidecar_sha256); the model is refused: "
+                "edited thresholds, labels or inputs would change what it predicts. Re-export, or copy the folder again"
+            )
+        verify_artifacts(folder, sidecar)
     return sidecar, folder
 
 
-def verify_artifacts(folder: Path, sidecar: Sidecar, recorded_config_hash: str | None = None) -> None:
+def verify_artifacts(folder: Path, sidecar: Sidecar) -> None:
     """Refuse an export folder whose files differ from the hashes in its sidecar."""
-    if recorded_config_hash is not None and recorded_config_hash != sidecar.config_sha256:
-        raise ExportIntegrityError(f"export {folder}: {SIDECAR} field config does not match its config_sha256; the sidecar was edited, export again")
     found = hash_artifacts(folder)
     changed = sorted(k for k in sidecar.artifacts if k in found and found[k] != sidecar.artifacts[k])
     missing = sorted(k for k in sidecar.artifacts if k not in found)
