@@ -9,7 +9,8 @@ shapes, module attributes such as ``out_channels`` updated), then the weights lo
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import nn

@@ -59,7 +59,13 @@ def training_curves_section(ctx: ReportContext) -> list[Section]:
     return [Section("Training", f"{len(epochs)} epoch(s); best checkpoint selected on the validation primary metric.", [path])]
 
 
-CORE_SECTIONS: tuple[Callable[[ReportContext], list[Section]], ...] = (summary_section, training_curves_section)
+def _complexity(ctx: ReportContext) -> list[Section]:
+    from mmapps.report.complexity import complexity_section
+
+    return complexity_section(ctx)
+
+
+CORE_SECTIONS: tuple[Callable[[ReportContext], list[Section]], ...] = (summary_section, training_curves_section, _complexity)
 
 
 def write_report(ctx: ReportContext, extra_sections: Sequence[Any] = ()) -> Path:
