@@ -84,8 +84,17 @@ class DrivingDetector(nn.Module):
         batch: the image net is skipped, which gives the same outputs as zeros with ``present`` false);
         present (B,) camera presence. Returns heatmap logits (B, K, ny/2, nx/2) and regression (B, 8, ny/2, nx/2).
         """
-        b = lidar_to_image.shape[0]
         features = self.image_net(image) if image is not None and self.image_net is not None else None  # (B, C, H/4, W/4)
+        return self.head(self.backbone(self.pseudo_image(point_features, pillar_of_point, coords, lidar_to_image, features, present)))
+
+    def pseudo_image(self, point_features: Tensor, pillar_of_point: Tensor, coords: Tensor, lidar_to_image: Tensor,
+                     features: Tensor | None, present: Tensor) -> Tensor:
+        """The backbone's input (B, C, ny, nx): pillar features with the camera fused by painting or per BEV cell.
+
+        Inputs as `detect`, with the camera as its feature map (B, C, H/4, W/4) or None (pretraining
+        passes the masked camera CNN's features).
+        """
+        b = lidar_to_image.shape[0]
         ci = self.options.image_channels + 1
         if self.fusion == "painting":
             if features is None:  # no image in the whole batch: the features an absent camera gets
@@ -101,7 +110,7 @@ class DrivingDetector(nn.Module):
                 extra = bev_image_features(features, lidar_to_image, present, self.image_size, self.grid,
                                            self.point_range[0], self.point_range[1], self.options.pillar_size, self.options.bev_heights)
             bev = torch.cat([bev, extra], dim=1)
-        return self.head(self.backbone(bev))
+        return bev
 
     def head_outputs(self, heatmap: Tensor, regression: Tensor) -> dict[str, Any]:
         """The ``objects`` output `postprocess` decodes: head tensors plus the grid and decoding settings."""

@@ -34,7 +34,7 @@ from mmapps.models.types import EncoderOutput, FusionOutput
 from mmapps.pretrain.contract import EncodedModality, FusedContext, MaskKeys, ModalityMask, ModalityObjective, ModalityTarget, PretrainParts
 from mmapps.pretrain.masking import draw_units
 
-from mmapps_domains.driving.camera_fusion import bev_image_features, conv_bn, paint_points
+from mmapps_domains.driving.camera_fusion import conv_bn
 from mmapps_domains.driving.pretrain_camera import CameraDecoder, masked_image_features, patch_values, pixels_to_patches
 from mmapps_domains.driving.pretrain_masking import camera_view, draw_pillar_mask, occupancy_targets
 from mmapps_domains.driving.preprocess import pillarise
@@ -90,23 +90,9 @@ class DrivingScene:
 def scene_pseudo_image(scene: DrivingScene, points: Tensor, batch_index: Tensor) -> Tensor:
     """The detector's backbone input (B, C, ny, nx) from the visible points and the masked camera."""
     det = scene.detector
-    B = len(scene.batch)
     pillars = pillarise(points, batch_index, det.point_range, det.options.pillar_size)
     features, present = scene.camera()
-    present = present.to(points.device)
-    ci = det.options.image_channels + 1
-    point_features = pillars.features
-    matrices = scene.matrices(points.device)
-    if det.fusion == "painting":
-        painted = (point_features.new_zeros(point_features.shape[0], ci) if features is None else
-                   paint_points(points[pillars.point_index, :3], batch_index[pillars.point_index], features, matrices, present, det.image_size))
-        point_features = torch.cat([point_features, painted], dim=1)
-    bev = det.pfn(point_features, pillars, B, det.grid)  # (B, C, ny, nx)
-    if det.fusion == "bev":
-        extra = bev.new_zeros(B, ci, *det.grid) if features is None else bev_image_features(
-            features, matrices, present, det.image_size, det.grid, det.point_range[0], det.point_range[1], det.options.pillar_size, det.options.bev_heights)
-        bev = torch.cat([bev, extra], dim=1)
-    return bev
+    return det.pseudo_image(pillars.features, pillars.pillar_of_point, pillars.coords, scene.matrices(points.device), features, present.to(points.device))
 
 
 def _tokens_of(context: FusedContext, modality: str, units: int, channels: int) -> Tensor:
