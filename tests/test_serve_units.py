@@ -215,3 +215,26 @@ def test_serve_cli_refuses_a_public_bind_without_tls_before_loading(tmp_path: Pa
     monkeypatch.delenv(auth.ENV_KEYS)
     result = CliRunner().invoke(app, ["medical", "serve", "--checkpoint", str(tmp_path / "none.safetensors")])
     assert result.exit_code == 2 and "no API key" in result.output
+
+
+def test_decoder_pool_survives_a_crashing_and_a_hanging_reader(tmp_path: Path):
+    """A reader that aborts or never returns costs its own job (422 / 504); the pool answers the next job."""
+    from mmapps.serve.decoders import DecoderPool
+
+    pool = DecoderPool(1, ["numpy"], 1024, timeout_s=3)
+    pool.start()
+    try:
+        job = {"domain": "medical", "config": {"domain": "medical"}, "root": str(tmp_path)}
+        first = set(pool.pids)
+        with pytest.raises(ServeError) as crash:
+            pool.decode({**job, "reader": "mmapps.serve.testkit:crash_reader"})
+        assert crash.value.status == 422 and crash.value.kind == "decoder_crashed"
+        with pytest.raises(ServeError) as hang:
+            pool.decode({**job, "reader": "mmapps.serve.testkit:hang_reader"})
+        assert hang.value.status == 504 and hang.value.kind == "decode_timeout"
+        with pytest.raises(ServeError) as answered:  # a live child answers: an unknown domain is the caller's 400
+            pool.decode({**job, "domain": "no-such-domain"})
+        assert answered.value.status == 400 and "no-such-domain" in str(answered.value)
+        assert pool.crashes == 1 and pool.timeouts == 1 and first.isdisjoint(pool.pids)
+    finally:
+        pool.close()

@@ -44,28 +44,31 @@ class MicroBatcher:
         self._queue: asyncio.Queue[_Pending] | None = None
         self._task: asyncio.Task | None = None
         self._carry: _Pending | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.batches: list[int] = []  # sizes of the last batches (tests, benchmarks)
 
     async def submit(self, samples: Sequence[Any]) -> list:
         """Queue ``samples`` and wait for their predictions (in order)."""
-        if self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._loop is not loop:  # one worker per event loop (tests may switch loops)
+            self._queue, self._carry, self._loop = asyncio.Queue(), None, loop
+            self._task = loop.create_task(self._run())
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Pending(list(samples), future))
         return await future
 
     async def _run(self) -> None:
-        assert self._queue is not None
-        while True:
-            first = self._carry or await self._queue.get()
+        queue = self._queue
+        assert queue is not None
+        while queue is self._queue:
+            first = self._carry or await queue.get()
             self._carry = None
             batch, size = [first], len(first.samples)
             deadline = first.queued_at + self.max_delay
             while size < self.max_batch_size:
                 remaining = deadline - time.perf_counter()
                 try:
-                    item = self._queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(self._queue.get(), remaining)
+                    item = queue.get_nowait() if remaining <= 0 else await asyncio.wait_for(queue.get(), remaining)
                 except (asyncio.TimeoutError, asyncio.QueueEmpty):
                     break
                 if size + len(item.samples) > self.max_batch_size:

@@ -128,6 +128,7 @@ def main() -> int:
     if memory > 0:
         limit = _vm_bytes() + memory
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
     write_frame(stdout, {"ready": True, "pid": os.getpid()})
     while True:
         try:
@@ -136,7 +137,8 @@ def main() -> int:
             return 0
         used = resource.getrusage(resource.RUSAGE_SELF)
         cpu = int(used.ru_utime + used.ru_stime + float(job.get("timeout_s", 30)) + 1)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+        # the soft limit only (SIGXCPU ends the child): a lowered hard limit could not be raised for the next job without CAP_SYS_RESOURCE
+        resource.setrlimit(resource.RLIMIT_CPU, (min(cpu, cpu_hard) if cpu_hard != resource.RLIM_INFINITY else cpu, cpu_hard))
         start = time.perf_counter()
         try:
             answer, payload = handle(job)

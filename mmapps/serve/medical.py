@@ -42,7 +42,7 @@ class MedicalAnswer(BaseModel):
 
 def add_medical_route(api: APIRouter, state: ServiceState) -> None:
     from mmapps.serve.pipeline import serve_root
-    from mmapps.serve.request_roots import medical_root
+    from mmapps.serve import request_roots
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header, read_uploads
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/medical/predict")
@@ -62,7 +62,7 @@ def add_medical_route(api: APIRouter, state: ServiceState) -> None:
             raise ServeError(400, "bad_field", "gradcam: Grad-CAM maps are switched off on this server (--no-gradcam)")
         datas = await read_uploads(state, dicom, "DICOM")
         findings = list(state.versions.get(version).runner.labels["findings"])
-        written = medical_root(datas, note if note and note.strip() else None, note_kind, findings, state.extra.get("upload_dir"))
+        written = request_roots.medical_root(datas, note if note and note.strip() else None, note_kind, findings, state.extra.get("upload_dir"))
         served = await serve_root(state, request, written, version)
         sample, prediction = served.samples[0], served.predictions[0].tasks["findings"]
         labels = served.loaded.runner.labels["findings"]

@@ -24,6 +24,7 @@ def smoke_checkpoint(domain: Any, folder: Path, overrides: list[str] | None = No
     """``folder/<domain>/checkpoints/best.safetensors`` of a smoke run, trained once (under a file lock)."""
     from filelock import FileLock
 
+    folder = Path(os.environ.get("MMAPPS_SERVE_TEST_RUNS") or folder)  # a developer may keep the runs between sessions
     run = folder / f"serve-{domain.name}-smoke"
     best = run / "checkpoints" / "best.safetensors"
     folder.mkdir(parents=True, exist_ok=True)
