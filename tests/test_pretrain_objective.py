@@ -146,3 +146,36 @@ def test_held_out_reconstruction_beats_the_per_position_mean_predictor(one_threa
         assert after[f"loss/{m}"] < before[f"loss/{m}"]
     assert after["recon"] == pytest.approx(sum(after[f"loss/{m}"] for m in ("image", "series", "table")))
     assert after["loss/table/others_hidden"] > after["loss/table"]  # the columns are reconstructed from the other modalities too
+
+
+def test_an_encoder_declares_its_own_objective_and_an_undeclared_one_is_named():
+    from torch import nn
+
+    from mmapps.models.types import EncoderOutput
+    from mmapps.pretrain.sequence import TimeUnitObjective
+
+    class DeclaringEncoder(nn.Module):
+        """A plugin encoder: per-step linear tokens, masked like feature rows, declared on the encoder."""
+
+        def __init__(self, dim: int) -> None:
+            super().__init__()
+            self.proj, self.out_dim = nn.Linear(3, dim), dim
+
+        def forward(self, mb):
+            tokens = self.proj(mb.data.float())
+            mask = torch.ones(tokens.shape[:2], dtype=torch.bool) & mb.present.unsqueeze(1)
+            return EncoderOutput(tokens, mask, tokens.mean(1))
+
+        def pretrain_objective(self, spec, cfg, dim):
+            return TimeUnitObjective("features", self, dim, ("image", "series", "table"), spec.name, 0.5, 1, 3, dim, 1, 2)
+
+    cfg = _cfg(contrastive_weight=0.0)
+    backbone = build_fusion_model(cfg, DOMAIN)
+    backbone.encoders["series"] = DeclaringEncoder(32)
+    model, _ = build_pretrain_model(cfg, DOMAIN, backbone, ["image", "series", "table"])
+    assert model.objectives["series"].ratio == 0.5
+    assert torch.isfinite(model(_batches(8, 0)[0]).losses["series"])
+    backbone.encoders["series"] = nn.Identity()
+    backbone.encoders["series"].out_dim = 32
+    with pytest.raises(ConfigError, match=r"modality 'series' \(features\) uses encoder Identity, which has no core masking objective .* pretrain_objective"):
+        build_pretrain_model(cfg, DOMAIN, backbone, ["image", "series", "table"])

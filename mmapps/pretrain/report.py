@@ -109,7 +109,7 @@ def _pictures(model: Any, loader: Any, device: torch.device, figures: Path, coun
                 break
             fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2))
             for ax, (title, image) in zip(np.atleast_1d(axes), panels.items()):
-                ax.imshow(image, cmap="gray" if image.shape[0] == image.shape[1] or m != "audio" else "magma", aspect="auto")
+                ax.imshow(image, cmap=getattr(objective, "picture_cmap", "gray"), aspect="auto" if getattr(objective, "picture_cmap", "gray") != "gray" else "equal")
                 ax.set_title(title, fontsize=9)
                 ax.axis("off")
             fig.suptitle(f"{m}: held-out sample {i}", fontsize=9)

@@ -19,6 +19,7 @@ Targets (fixed functions of the input, normalised per unit unless said otherwise
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -56,6 +57,7 @@ class TimeUnitObjective(ModalityObjective):
     """
 
     target_name = "per-unit input features"
+    picture_cmap = "magma"
 
     def __init__(self, kind: str, encoder: nn.Module, context_dim: int, modalities: tuple[str, ...], modality: str, ratio: float, block: int, out_dim: int, decoder_dim: int, layers: int, heads: int, bins: int = 4) -> None:
         super().__init__()
@@ -182,6 +184,19 @@ class TimeUnitObjective(ModalityObjective):
 
     def reconstruct(self, context: FusedContext, mask: ModalityMask) -> Tensor:
         return self.decoder.predict(context, mask.grid[0])
+
+    def render(self, mb: ModalityBatch, mask: ModalityMask, prediction: Tensor, target: ModalityTarget, index: int) -> dict[str, np.ndarray] | None:
+        """Audio: the log-mel target (mel bands x time bins, per-unit normalised), with hidden units blank, and the reconstruction."""
+        if self.kind != "audio":
+            return None
+        U = mask.hidden.shape[1]
+        bins = self.bins
+        to_image = lambda values: values.view(U, -1, bins).permute(1, 0, 2).reshape(-1, U * bins).flip(0)  # (mels, time), low bands at the bottom  # noqa: E731
+        original = to_image(target.values[index].float())
+        holes = mask.hidden[index].repeat_interleave(bins).unsqueeze(0).expand_as(original)
+        reconstructed = torch.where(holes, to_image(prediction[index].float()), original)
+        as_np = lambda t: t.detach().cpu().numpy()  # noqa: E731
+        return {"log-mel (normalised)": as_np(original), "masked": as_np(original.masked_fill(holes, float("nan"))), "reconstructed": as_np(reconstructed)}
 
 
 class SignalTimeObjective(ModalityObjective):
