@@ -66,6 +66,7 @@ def test_train_init_loads_every_encoder_and_fusion_parameter_by_name_and_value(s
     assert "init from" in result.output and f"loaded {len(expected)} tensors" in result.output and "heads.shape" in result.output
 
 
+@pytest.mark.slow
 def test_pretrain_resume_after_kill_is_exact(shapes_domain, tmp_path):
     from mmapps.pretrain.recipes import resolve_pretrain_config
     from mmapps.pretrain.workflow import pretrain
