@@ -83,8 +83,13 @@ class ArmRun:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = Path("runs/label-efficiency"), overrides: Sequence[str] = (), seeds: int | None = None) -> Path:
-    """Run the study; write ``label_efficiency_<domain>.{json,md}`` in `out_dir` and return the Markdown path."""
+def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = Path("runs/label-efficiency"), overrides: Sequence[str] = (), seeds: int | None = None,
+                         cached_only: bool = False) -> Path:
+    """Run the study; write ``label_efficiency_<domain>.{json,md}`` in `out_dir` and return the Markdown path.
+
+    With `cached_only`, nothing is trained: the report covers the runs already finished in `out_dir`
+    (an interrupted study), and says how many of the planned runs it holds.
+    """
     from mmapps.errors import ConfigError
     from mmapps.workflows.label_efficiency_arms import StudyContext
 
@@ -99,16 +104,20 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
     wall0, cpu0 = time.perf_counter(), time.process_time()
     pretraining = ctx.pretraining("default")
     runs: list[ArmRun] = []
+    planned = 0
     for budget in plan.budgets:
         for seed in range(plan.seeds):
             for lr in plan.lrs:
                 for arm in ("scratch", "pretrained"):
-                    runs.append(ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1))
+                    planned += 1
+                    run = ctx.cached(arm, budget, seed, lr) if cached_only else ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1)
+                    if run is not None:
+                        runs.append(run)
     runs = select_lr(runs)
-    controls = ctx.controls(plan, pretraining, runs)
+    controls = {} if cached_only else ctx.controls(plan, pretraining, runs)
     from mmapps.workflows.label_efficiency_report import write_study
 
-    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost}
+    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost, "runs_planned": planned, "runs_reported": len(runs)}
     return write_study(ctx, plan, preset, pretraining, runs, controls, cost)
 
 

@@ -90,6 +90,10 @@ class StudyContext:
         write_run(run)
         return run
 
+    def cached(self, arm: str, budget: int | None, seed: int, lr: float) -> ArmRun | None:
+        """The finished run of this arm, or None (nothing is trained)."""
+        return read_run(self.out_dir / "runs" / f"{arm}-b{budget_name(budget)}-s{seed}-lr{lr:g}")
+
     def val_metric(self, checkpoint: Path) -> float:
         """The primary metric of a checkpoint on the (full) validation split: the LR choice only."""
         from mmapps.evaluation.records import predict_records

@@ -19,16 +19,22 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
     domain = ctx.domain
     metric = _metric_fn(ctx)
     primary = _primary(domain)
-    rows, verdicts, payload_rows = [], [], []
+    rows, verdicts, payload_rows, judged = [], [], [], []
     for budget in plan.budgets:
         scratch, pre = _arm(runs, "scratch", budget), _arm(runs, "pretrained", budget)
+        seeds = sorted({r.seed for r in scratch} & {r.seed for r in pre})  # complete pairs only
+        scratch, pre = [r for r in scratch if r.seed in seeds], [r for r in pre if r.seed in seeds]
+        if not seeds:
+            continue
         diff = paired_difference(metric, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
         n = scratch[0].info.get("train samples", "?") if scratch else "?"
         rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _sign(diff)])
         verdicts.append(diff)
+        judged.append(budget)
         payload_rows.append({"budget": budget_name(budget), "labelled": n, "scratch": [r.metric for r in scratch], "pretrained": [r.metric for r in pre],
                              "lr": {"scratch": scratch[0].lr if scratch else None, "pretrained": pre[0].lr if pre else None}, **diff.as_dict()})
     test_n = len(runs[0].records) if runs else 0
+    partial = cost.get("runs_reported", 0) < cost.get("runs_planned", 0)
     lines = [
         f"# Label efficiency: {domain.name}",
         "",
@@ -41,7 +47,8 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         "",
         markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI"], rows),
         "",
-        "**Verdict.** " + verdict_text(plan, verdicts),
+        *([f"**Partial study**: {cost['runs_reported']} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
+        "**Verdict.** " + verdict_text(StudyPreset(tuple(judged)), verdicts),
         "",
     ]
     groups = finding_groups(_data_root(runs), list(domain.primary_task.labels)) if runs else {}
@@ -52,6 +59,10 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
             for group, labels in groups.items():
                 fn = macro_auroc_of(labels)
                 scratch, pre = _arm(runs, "scratch", budget), _arm(runs, "pretrained", budget)
+                seeds = sorted({r.seed for r in scratch} & {r.seed for r in pre})
+                scratch, pre = [r for r in scratch if r.seed in seeds], [r for r in pre if r.seed in seeds]
+                if not seeds:
+                    continue
                 d = paired_difference(fn, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
                 s_vals, p_vals = [fn(r.records) for r in scratch], [fn(r.records) for r in pre]
                 grows.append([budget_name(budget), group, f"{_mean(s_vals):.4f}", f"{_mean(p_vals):.4f}", d.format(), _sign(d)])
@@ -79,7 +90,7 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
     md.write_text("\n".join(lines))
     payload = {"domain": domain.name, "preset": preset, "primary": primary, "steps": ctx.steps, "seeds": plan.seeds, "lrs": list(plan.lrs),
                "test_samples": test_n, "resamples": plan.resamples, "rows": payload_rows, "groups": payload_groups, "controls": payload_controls,
-               "verdict": verdict_text(plan, verdicts), "pretraining": {"run_dir": str(pretraining.run_dir), "steps": pretraining.steps, "metrics": pretraining.metrics},
+               "verdict": verdict_text(StudyPreset(tuple(judged)), verdicts), "pretraining": {"run_dir": str(pretraining.run_dir), "steps": pretraining.steps, "metrics": pretraining.metrics},
                "cost": cost, "total_cpu_s": total_cpu,
                "runs": [{"arm": r.arm, "budget": budget_name(r.budget), "seed": r.seed, "lr": r.lr, "metric": r.metric, "val_metric": r.val_metric,
                          "wall_s": r.wall_s, "cpu_s": r.cpu_s, "run_dir": str(r.run_dir)} for r in runs]}
