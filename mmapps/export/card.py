@@ -45,7 +45,7 @@ def write_model_card(folder: Path, sidecar: Any, loaded: Any, summary: Any) -> P
         f"- Exported from `{loaded.checkpoint.name}`, ONNX opset {sidecar.opset}, mmapps {sidecar.mmapps_version}, config SHA-256 `{sidecar.config_sha256[:16]}...`",
         "",
         "## Data",
-        f"- Data root: the {'demo data written by `mmapps ' + domain.name + ' demo-data`' if not cfg.data.root or 'demo' in str(cfg.data.root) else 'data the checkpoint was trained on'}; splits by group (no group in two splits).",
+        f"- Data: the folder `{Path(str(cfg.data.root)).name}` the checkpoint was trained on (the domain's readers, docs/{domain.name}.md); splits by group, no group in two splits.",
         f"- Samples: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}; skipped inputs: {splits.issues.summary()}.",
         "",
         "## Metrics",

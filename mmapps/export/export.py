@@ -38,16 +38,23 @@ class ExportResult:
 
 
 def max_opset() -> int:
-    """The newest opset this onnx / onnxscript pair can write."""
+    """The newest opset both the installed ``onnx`` and torch's exporter support."""
     import onnx
 
-    return int(onnx.defs.onnx_opset_version())
+    top = int(onnx.defs.onnx_opset_version())
+    try:
+        from torch.onnx import _constants
+
+        top = min(top, int(_constants.ONNX_MAX_OPSET))
+    except (ImportError, AttributeError):  # the constant moved: onnx's bound alone
+        pass
+    return top
 
 
 def check_options(opset: int, quantize: str) -> None:
     top = max_opset()
     if not MIN_OPSET <= opset <= top:
-        raise ConfigError(f"--opset {opset}: not supported; mmapps exports opsets {MIN_OPSET} to {top} ({MIN_OPSET} is the oldest with the scatter and attention ops the models need, {top} the newest this onnx install writes)")
+        raise ConfigError(f"--opset {opset}: not supported; mmapps exports opsets {MIN_OPSET} to {top} ({MIN_OPSET} is the oldest with the scatter and attention ops the models need, {top} the newest torch.onnx and the installed onnx support)")
     if quantize not in QUANTIZE:
         raise ConfigError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
 

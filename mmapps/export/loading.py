@@ -59,7 +59,7 @@ def load_for_export(checkpoint: Path, domain: Any, overrides: dict[str, Any] | N
     state, metadata = ckpt.read_inference_checkpoint(Path(checkpoint))
     values = deep_merge(ckpt.checkpoint_config(metadata, Path(checkpoint), domain.name), overrides or {})
     cfg = validate_config(values)
-    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu", "num_workers": 0} if "num_workers" in type(cfg.train).model_fields else {"device": "cpu"})})
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"device": "cpu"})})  # parity is an fp32 CPU comparison
     cfg = ensure_data_root(cfg, domain)
     domain = with_configured_labels(domain, cfg)
     model = build_model(cfg, domain)
