@@ -197,25 +197,47 @@ def _target_spec(modality: str, cfg: Any, options: SurveillancePretrainOptions) 
     return vector_target, int(data.features_dim or 1), "the window's pre-extracted features"
 
 
+def window_fusion(core: nn.Module, cfg: Any) -> tuple[nn.Module, bool]:
+    """The token fusion windows go through: the model's own per-time-step attention fusion, or (for the
+    other fusions, whose per-step outputs are not tokens) a causal one used only while pretraining.
+
+    Returns the fusion and whether it is the model's own (then it is transferred by ``train --init``).
+    """
+    from mmapps.models.fusions.attention import AttentionFusion
+
+    fusion = core.fusion
+    if isinstance(fusion, AttentionFusion) and fusion.per_timestep:
+        return fusion, True
+    dim = int(cfg.model.dim)
+    return AttentionFusion({m: core.encoders[m].out_dim for m in core.modalities}, dim, layers=2, heads=4 if dim % 4 == 0 else 1, per_timestep=True, causal=True), False
+
+
 def pretrain(cfg: Any, domain: Any, model: nn.Module) -> PretrainParts:
-    """``Domain.pretrain``: window-block objectives for every modality of the model, the model's own fusion."""
+    """``Domain.pretrain``: window-block objectives for every modality of the model and a causal window fusion."""
     from mmapps.config import validate_options
+    from mmapps.errors import ConfigError
     from mmapps_domains.surveillance.options import data_options
 
     options = validate_options(SurveillancePretrainOptions, dict(cfg.pretrain.options), "pretrain.options")
     core = getattr(model, "core", model)
-    fusion_options = cfg.model.fusion.options or {}
-    fusion_lookahead = int(fusion_options.get("lookahead", 0)) if fusion_options.get("causal", False) else 0
+    fusion, own = window_fusion(core, cfg)
+    if options.next_window and not fusion.causal:
+        raise ConfigError("pretrain.options.next_window=true needs a causal fusion: with model.fusion.options.causal=false every window sees the "
+                          "windows it would forecast; set model.fusion.options.causal=true (the recipes' setting) or leave next_window off")
+    fusion_lookahead = int(fusion.lookahead) if fusion.causal else 0
     objectives = {}
     for modality in core.modalities:
         target_fn, target_dim, name = _target_spec(modality, cfg, options)
-        objectives[modality] = WindowBlockObjective(target_fn, target_dim, core.fusion.out_dim, options, name, ratio=cfg.pretrain.mask_ratio.get(modality, 0.6),
+        objectives[modality] = WindowBlockObjective(target_fn, target_dim, fusion.out_dim, options, name, ratio=cfg.pretrain.mask_ratio.get(modality, 0.6),
                                                     block=cfg.pretrain.block, decoder_layers=cfg.pretrain.decoder_layers, fusion_lookahead=fusion_lookahead,
                                                     needs_messages=modality == "chat")
+    if not own:  # registered (trained, saved with the decoders) through an objective, discarded after pretraining
+        objectives[core.modalities[0]].pretrain_fusion = fusion
     data = data_options(cfg.data.options)
     if "audio" in objectives:
         objectives["audio"].picture = mel_picture(data.n_mels)
     if "video" in objectives:
         objectives["video"].picture = frame_picture(data.frames_per_window, data.channels * (2 if data.motion_channel else 1), options.video_pool)
     prefix = "core." if core is not model else ""
-    return PretrainParts(encoders=dict(core.encoders), fusion=core.fusion, objectives=objectives, transferred=(f"{prefix}encoders", f"{prefix}fusion"))
+    transferred = (f"{prefix}encoders", f"{prefix}fusion") if own else (f"{prefix}encoders",)
+    return PretrainParts(encoders=dict(core.encoders), fusion=fusion, objectives=objectives, transferred=transferred)

@@ -145,3 +145,22 @@ def test_documented_command_resolves_and_bad_options_are_refused():
     cfg = resolve_pretrain_config(domain, "smoke", None, ["pretrain.options.look_ahead=1"])
     with pytest.raises(ConfigError, match=r"pretrain\.options.*look_ahead"):
         build_pretrain_model(cfg, domain, build_model(cfg, domain), MODALITIES)
+
+
+def test_other_fusions_pretrain_through_a_causal_window_fusion_and_transfer_the_encoders():
+    from mmapps.models.fusions.attention import AttentionFusion
+
+    cfg = resolve_config(domain, "smoke", overrides=["model.fusion.name=concat", "model.fusion.options={}", "pretrain.contrastive_weight=0.0"])
+    pm, transferred = build_pretrain_model(cfg, domain, build_model(cfg, domain), MODALITIES)
+    assert transferred == ("core.encoders",)
+    fusion = pm._fusion[0]
+    assert isinstance(fusion, AttentionFusion) and fusion.causal and fusion.per_timestep
+    assert any(p is q for p in pm.parameters() for q in fusion.parameters())  # trained with the decoders
+    step = pm(collate_samples([clip(0, 5), clip(1, 4)], LAYOUTS))
+    step.total.backward()
+    assert all(p.grad is not None for p in fusion.parameters())
+    cfg = resolve_config(domain, "smoke", overrides=["model.fusion.options.causal=false", "pretrain.options.next_window=true"])
+    from mmapps.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="next_window=true needs a causal fusion"):
+        build_pretrain_model(cfg, domain, build_model(cfg, domain), MODALITIES)
