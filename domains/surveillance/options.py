@@ -27,6 +27,8 @@ class SurveillanceDataOptions(BaseModel):
         require_audio: a clip without any audio is an issue instead of an absent modality.
         features_dim: width of pre-extracted features (``features`` modality), if used.
         alert_threshold: score above which a window raises an alert (``watch``, alarm metrics fallback).
+        max_context: windows of past a stream keeps (``watch`` and the exported step graph): the
+            attention keys/values sit in a ring buffer of this many windows (see `streaming`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,6 +50,7 @@ class SurveillanceDataOptions(BaseModel):
     require_audio: bool = False
     features_dim: int | None = None
     alert_threshold: float = Field(0.5, gt=0, lt=1)
+    max_context: int = Field(600, ge=1)
 
     def window_spec(self) -> WindowSpec:
         return WindowSpec(

@@ -159,7 +159,7 @@ def _window_inputs(clip: Path, opts: Any, modalities: list[str], audio: Path | N
 
 def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Path | None = None, start_time: str | None = None,
                out: Path = Path("alerts.jsonl"), scores_out: Path | None = None, threshold: float | None = None,
-               threads: int | None = 1, on_error: str = "skip", prefetch: int = 0) -> WatchResult:
+               threads: int | None = 1, on_error: str = "skip", prefetch: int = 0, max_context: int | None = None) -> WatchResult:
     """Run a trained model over ``clip`` as a stream; write alerts (and optionally per-window scores) as JSONL.
 
     ``on_error`` (`read_watch_chat`): ``skip`` goes on past bad chat lines (one warning for the
@@ -167,6 +167,10 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
     in ``unused_inputs`` (the CLI exits 3); ``stop`` refuses both before anything is written.
     ``prefetch``: windows decoded ahead in a background thread while the model scores (default 0:
     decode and score in turn; a thread only pays where a core is idle, see docs/surveillance.md).
+
+    ``checkpoint``: a ``.safetensors`` checkpoint (PyTorch) or an export folder / its ``model.onnx``
+    (the streaming step graph on onnxruntime, files verified). ``max_context``: windows of past
+    kept (default ``data.options.max_context``; an export's is fixed at export).
 
     ``threads``: torch intra-op threads (default 1: per-window work is small, so extra threads
     mostly add synchronisation, and a live system runs several streams side by side); None keeps
@@ -177,16 +181,16 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
     if threads:
         torch.set_num_threads(threads)
 
+    from mmapps_domains.surveillance import domain
+    from mmapps_domains.surveillance.export import open_scorer
     from mmapps_domains.surveillance.options import data_options
-    from mmapps_domains.surveillance.streaming import StreamingScorer
 
     from mmapps.models.build import selected_modalities
 
     if not Path(clip).is_file():
         raise FileNotFoundError(f"clip {clip}: not found")
-    cfg, domain, model = load_trained(checkpoint)
+    cfg, scorer, run_threshold = open_scorer(Path(checkpoint), threads, max_context)
     opts = data_options(cfg.data.options)
-    scorer = StreamingScorer(model)
     messages, warnings, unused = None, [], []
     if chat is not None:
         from mmapps_domains.surveillance.text_embed import embed_texts
@@ -196,7 +200,7 @@ def watch_clip(clip: Path, checkpoint: Path, audio: Path | None = None, chat: Pa
             unused.append(str(chat))
         embed_texts(["warm-up"])  # load the text model before the clock starts
     started = time.perf_counter()
-    tracker = AlertTracker(opts.classes, opts.window_s, default_threshold(Path(checkpoint), opts.alert_threshold) if threshold is None else threshold)
+    tracker = AlertTracker(opts.classes, opts.window_s, (run_threshold or opts.alert_threshold) if threshold is None else threshold)
     n_windows = n_alerts = 0
     duration = 0.0
     Path(out).parent.mkdir(parents=True, exist_ok=True)
