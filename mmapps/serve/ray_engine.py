@@ -159,6 +159,9 @@ def log_replicas(stop: Callable[[], bool], out: IO[str], interval_s: float = 0.5
 def shutdown() -> None:
     """Stop Serve and leave (or stop, when started here) Ray."""
     import ray
+
+    if not ray.is_initialized():  # a failed start: serve.shutdown() would try to start Ray again
+        return
     from ray import serve
 
     try:
