@@ -1,0 +1,251 @@
+"""Export benchmark: PyTorch eager fp32 vs onnxruntime fp32 vs int8 vs pruned 30 / 50 %, per domain.
+
+    python benchmarks/export.py --domain medical --checkpoint RUN/checkpoints/best.safetensors [--rounds 5]
+
+End to end (the exported model with mmapps' pre-processing, text cache off): latency at batch 1
+and 32, median and p95, 1 and all threads, wall and CPU time, every variant alternated inside
+each round (ABBA order) for `--rounds` rounds in one process; file size (external data
+included); the test split's primary metric of every variant with the paired-bootstrap 95% CI of
+its drop against PyTorch fp32. Components of a FusionModel (each CNN encoder alone, each text
+transformer alone) are exported and quantised separately for the CNN and transformer goals.
+Writes ``benchmarks/results/export_<domain>.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, table, write_results
+
+GOALS = {"cnn_speed": 2.5, "cnn_size": 3.5, "transformer_b32": 1.8, "transformer_b1": 1.5, "e2e_b1": 1.4, "e2e_b32": 2.0}
+
+
+def timed_calls(fn: Callable[[], Any], calls: int) -> tuple[list[float], list[float]]:
+    walls, cpus = [], []
+    for _ in range(calls):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return walls, cpus
+
+
+def alternate(variants: dict[str, Callable[[int], Callable[[], Any]]], threads: list[int], rounds: int, calls: dict[int, int], sizes: list[int]) -> dict[str, Any]:
+    """variants: name -> (threads -> a call for each batch size); returns per (name, threads, batch) latency stats in ms."""
+    samples: dict[tuple[str, int, int], tuple[list[float], list[float]]] = {}
+    names = list(variants)
+    built = {(name, t): variants[name](t) for name in names for t in threads}
+    for r in range(rounds):
+        order = names if r % 2 == 0 else names[::-1]
+        for t in threads:
+            torch.set_num_threads(t)
+            for size in sizes:
+                for name in order:
+                    fn = built[(name, t)][size]
+                    if r == 0:
+                        fn()  # warm-up (session arenas, allocator)
+                    w, c = timed_calls(fn, calls[size])
+                    got = samples.setdefault((name, t, size), ([], []))
+                    got[0].extend(w)
+                    got[1].extend(c)
+    return {f"{n}|{t}|{s}": {"median_ms": 1e3 * statistics.median(w), "p95_ms": 1e3 * float(np.percentile(w, 95)), "min_ms": 1e3 * min(w), "cpu_median_ms": 1e3 * statistics.median(c), "calls": len(w)} for (n, t, s), (w, c) in samples.items()}
+
+
+def paired_drop(domain: Any, cfg: Any, ref: dict[str, list], got: dict[str, list], resamples: int = 200) -> dict[str, float]:
+    """Primary-metric drop (ref - got) with its paired percentile-bootstrap 95% CI, resampling groups."""
+    from mmapps.train.trainer import compute_metrics, primary_key
+
+    key = primary_key(domain)
+    quick = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"bootstrap_resamples": 0})})
+    metric = lambda rec: compute_metrics(domain, rec, quick, rec).get(key, float("nan"))
+    groups = sorted({r.group_id for rows in ref.values() for r in rows})
+    rng = np.random.default_rng(0)
+    drops = []
+    for _ in range(resamples):
+        pick = rng.choice(len(groups), len(groups))
+        weight = {groups[i]: 0 for i in range(len(groups))}
+        for i in pick:
+            weight[groups[i]] += 1
+        take = lambda rec: {t: [r for r in rows for _ in range(weight[r.group_id])] for t, rows in rec.items()}
+        a, b = metric(take(ref)), metric(take(got))
+        if np.isfinite(a) and np.isfinite(b):
+            drops.append(a - b)
+    base, value = metric(ref), metric(got)
+    return {"metric": key, "reference": base, "value": value, "drop": base - value, "drop_ci_low": float(np.percentile(drops, 2.5)) if drops else float("nan"), "drop_ci_high": float(np.percentile(drops, 97.5)) if drops else float("nan")}
+
+
+def _resampled(records: dict[str, list], weight: dict[str, int]) -> dict[str, list]:
+    return {t: [r for r in rows for _ in range(weight[r.group_id])] for t, rows in records.items()}
+
+
+def test_records(model: Any, loaded: Any) -> dict[str, list]:
+    from mmapps.export.validation import _records
+    from mmapps.report.complexity import text_cache_off
+
+    records: dict[str, list] = {}
+    with torch.no_grad(), (text_cache_off(model) if isinstance(model, torch.nn.Module) else _null()):
+        for batch in loaded.loader("test"):
+            _records(loaded.domain, model(batch), batch, records)
+    return records
+
+
+class _null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+
+def batches_of(loaded: Any, sizes: list[int]) -> dict[int, Any]:
+    from mmapps.report.complexity import first_batch
+
+    pool = loaded.splits.train if len(loaded.splits.train) >= max(sizes) else loaded.splits.test
+    return {s: first_batch(pool, loaded.cfg, loaded.domain, s) for s in sizes}
+
+
+def eager_variant(model: torch.nn.Module, batches: dict[int, Any]) -> Callable[[int], dict[int, Callable[[], Any]]]:
+    from mmapps.report.complexity import text_cache_off
+
+    def make(threads: int) -> dict[int, Callable[[], Any]]:
+        def call(b: Any) -> Callable[[], Any]:
+            def run() -> Any:
+                with torch.no_grad(), text_cache_off(model):
+                    return model(b)
+            return run
+        return {s: call(b) for s, b in batches.items()}
+    return make
+
+
+def onnx_variant(folder: Path, model_file: str | None, batches: dict[int, Any]) -> Callable[[int], dict[int, Callable[[], Any]]]:
+    from mmapps.export.session import load_export
+
+    def make(threads: int) -> dict[int, Callable[[], Any]]:
+        model = load_export(folder, model_file, threads=threads)
+        return {s: (lambda b=b: model(b)) for s, b in batches.items()}
+    return make
+
+
+def end_to_end(args: argparse.Namespace, domain: Any, work: Path) -> dict[str, Any]:
+    from mmapps.export.export import export_checkpoint
+    from mmapps.export.loading import load_for_export
+    from mmapps.export.quantize import model_bytes
+    from mmapps.export.session import load_export
+    from mmapps.prune.workflow import prune
+
+    log = lambda line: print(line, file=sys.stderr, flush=True)
+    main = _Export(args.export) if args.export else export_checkpoint(args.checkpoint, domain, work / "export", quantize="static", calibration_samples=args.calibration, log=log)
+    folders = {"onnxruntime fp32": (main.folder, None), "onnxruntime int8": (main.folder, "model.int8.onnx")}
+    pruned_models = {}
+    for amount in args.prune:
+        pruned = prune(args.checkpoint, domain, work / f"pruned-{amount:g}", amount=amount)
+        pruned_models[f"pytorch eager fp32 pruned {amount:.0%}"] = pruned.checkpoint
+        if args.prune_onnx:
+            folders[f"onnxruntime fp32 pruned {amount:.0%}"] = (export_checkpoint(pruned.checkpoint, domain, work / f"export-{amount:g}", log=log).folder, None)
+    loaded = load_for_export(args.checkpoint, domain)
+    batches = batches_of(loaded, args.batch)
+    variants = {"pytorch eager fp32": eager_variant(loaded.model, batches)}
+    eager_pruned = {name: load_for_export(path, domain).model for name, path in pruned_models.items()}
+    variants.update({name: eager_variant(model, batches) for name, model in eager_pruned.items()})
+    variants.update({name: onnx_variant(folder, file, batches) for name, (folder, file) in folders.items()})
+    latency = alternate(variants, args.threads, args.rounds, {1: args.calls_b1, 32: args.calls_b32, **{s: 1 for s in args.batch if s not in (1, 32)}}, args.batch)
+    reference = test_records(loaded.model, loaded)
+    metrics = {"pytorch eager fp32": paired_drop(domain, loaded.cfg, reference, reference, 0)}
+    sizes = {"pytorch eager fp32": Path(args.checkpoint).stat().st_size}
+    for name, (folder, file) in folders.items():
+        metrics[name] = paired_drop(domain, loaded.cfg, reference, test_records(load_export(folder, file), loaded))
+        sizes[name] = model_bytes(folder / (file or "model.onnx"))
+    for name, model in eager_pruned.items():
+        metrics[name] = paired_drop(domain, loaded.cfg, reference, test_records(model, loaded))
+        sizes[name] = pruned_models[name].stat().st_size
+    return {"latency": latency, "metrics": metrics, "sizes": sizes, "quantized": main_sidecar(main.folder)}
+
+
+class _Export:
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+
+
+def main_sidecar(folder: Path) -> Any:
+    import json
+
+    return json.loads((folder / "model.json").read_text()).get("quantized")
+
+
+def render(domain: str, result: dict[str, Any], args: argparse.Namespace) -> str:
+    e2e = result["end_to_end"]
+    lines = [f"# Export benchmark: {domain}", "", f"Checkpoint `{args.checkpoint}`; {args.rounds} alternated rounds; threads {args.threads}; machine {result['machine']}.", ""]
+    rows = []
+    for name in e2e["metrics"]:
+        row = [name]
+        for t in args.threads:
+            for s in args.batch:
+                st = e2e["latency"][f"{name}|{t}|{s}"]
+                row.append(f"{st['median_ms']:.1f} / {st['p95_ms']:.1f} (cpu {st['cpu_median_ms']:.1f})")
+        m = e2e["metrics"][name]
+        row += [f"{e2e['sizes'][name] / 1e6:.1f}", f"{m['value']:.4f}", f"{m['drop']:+.4f} [{m.get('drop_ci_low', float('nan')):+.4f}, {m.get('drop_ci_high', float('nan')):+.4f}]"]
+        rows.append(row)
+    header = ["variant"] + [f"{t} thr, b{s}: median / p95 ms" for t in args.threads for s in args.batch] + ["MB", e2e["metrics"]["pytorch eager fp32"]["metric"], "drop vs eager [95% CI]"]
+    lines += ["## End to end (mmapps pre-processing + model, text cache off)", "", table(header, rows), ""]
+    ratios = []
+    for t in args.threads:
+        for s in args.batch:
+            eager = e2e["latency"][f"pytorch eager fp32|{t}|{s}"]["median_ms"]
+            fp32 = e2e["latency"][f"onnxruntime fp32|{t}|{s}"]["median_ms"]
+            int8 = e2e["latency"][f"onnxruntime int8|{t}|{s}"]["median_ms"]
+            ratios.append([f"{t} thr, b{s}", eager / int8, fp32 / int8, eager / fp32])
+    lines += ["Speed-up ratios (median wall):", "", table(["setting", "eager / int8", "ort fp32 / int8", "eager / ort fp32"], ratios), ""]
+    q = e2e.get("quantized") or {}
+    if q:
+        lines += [f"int8 share of MACs: {q.get('int8_mac_share', 0):.1%}; int8 ops {q.get('int8_ops')}; fp32 ops {q.get('fp32_ops')}; size ratio {q.get('sizes', {}).get('ratio', float('nan')):.2f}x", ""]
+    for comp in result.get("components", []):
+        lines += [f"## Component: {comp['name']} ({comp['method']} int8)", "", table(["setting", "fp32 median ms", "int8 median ms", "speed-up", "fp32 cpu ms", "int8 cpu ms"], comp["rows"]),
+                  "", f"size fp32 {comp['fp32_bytes'] / 1e6:.2f} MB, int8 {comp['int8_bytes'] / 1e6:.2f} MB ({comp['fp32_bytes'] / comp['int8_bytes']:.2f}x); max |Δ| {comp['max_abs_diff']:.4g}; int8 share of MACs {comp['int8_mac_share']:.1%}", ""]
+    lines += ["Goals: " + ", ".join(f"{k} >= {v}x" for k, v in GOALS.items()) + "; metric drop CI upper bound <= 0.01 AUROC / frame AUC or <= 0.02 AP.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--domain", required=True)
+    parser.add_argument("--checkpoint", type=Path, required=True)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, os.cpu_count() or 1])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--calls-b1", type=int, default=5)
+    parser.add_argument("--calls-b32", type=int, default=1)
+    parser.add_argument("--prune", type=float, nargs="*", default=[0.3, 0.5])
+    parser.add_argument("--prune-onnx", action="store_true", help="also export the pruned checkpoints and time them on onnxruntime")
+    parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--export", type=Path, default=None, help="reuse this export folder (exported with --quantize static) instead of exporting")
+    parser.add_argument("--no-components", action="store_true")
+    args = parser.parse_args()
+    from mmapps.plugins import get_domain
+
+    domain = get_domain(args.domain)
+    work = args.work or Path(tempfile.mkdtemp(prefix=f"export-bench-{args.domain}-"))
+    result: dict[str, Any] = {"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()}, "end_to_end": end_to_end(args, domain, work)}
+    write_results(f"export_{args.domain}", result, render(args.domain, result, args))  # the end-to-end table, before the components
+    if not args.no_components:
+        from export_components import components
+
+        result["components"] = components(args, domain, work, alternate)
+    path = write_results(f"export_{args.domain}", result, render(args.domain, result, args))
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
