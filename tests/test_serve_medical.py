@@ -296,10 +296,13 @@ def test_version_switch_rollback_and_shadow_without_failed_requests(served, dico
     results: list[int] = []
     stop = threading.Event()
 
-    def hammer() -> None:
+    def hammer() -> None:  # its own client (and event loop): one httpx client is not shared between threads
+        from mmapps.serve.app import create_app
+
         body = {"inputs": [{"name": "note", "shape": [1], "datatype": "BYTES", "data": ["HISTORY: cough"]}]}
-        while not stop.is_set():
-            results.append(client.post("/v2/models/medical/infer", json=body, headers=served["predict"]).status_code)
+        with TestClient(create_app(state)) as other:
+            while not stop.is_set():
+                results.append(other.post("/v2/models/medical/infer", json=body, headers=served["predict"]).status_code)
 
     worker = threading.Thread(target=hammer)
     worker.start()

@@ -25,6 +25,12 @@ class _Pending:
     queued_at: float = field(default_factory=time.perf_counter)
 
 
+@dataclass
+class _Worker:
+    queue: asyncio.Queue
+    task: asyncio.Task
+
+
 class MicroBatcher:
     """Batch concurrent requests for ``predict(samples) -> list`` (one output per sample).
 
@@ -41,28 +47,26 @@ class MicroBatcher:
         self.predict, self.name, self.version = predict, name, version
         self.max_batch_size, self.max_delay = max(1, max_batch_size), max(0.0, max_delay_ms) / 1000
         self.metrics = metrics
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._task: asyncio.Task | None = None
-        self._carry: _Pending | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: dict[asyncio.AbstractEventLoop, _Worker] = {}
         self.batches: list[int] = []  # sizes of the last batches (tests, benchmarks)
 
     async def submit(self, samples: Sequence[Any]) -> list:
         """Queue ``samples`` and wait for their predictions (in order)."""
         loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._loop is not loop:  # one worker per event loop (tests may switch loops)
-            self._queue, self._carry, self._loop = asyncio.Queue(), None, loop
-            self._task = loop.create_task(self._run())
-        future = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(list(samples), future))
+        worker = self._workers.get(loop)
+        if worker is None or worker.task.done():  # one worker per event loop (a test may run several)
+            queue: asyncio.Queue[_Pending] = asyncio.Queue()
+            worker = _Worker(queue, loop.create_task(self._run(queue)))
+            self._workers[loop] = worker
+        future = loop.create_future()
+        await worker.queue.put(_Pending(list(samples), future))
         return await future
 
-    async def _run(self) -> None:
-        queue = self._queue
-        assert queue is not None
-        while queue is self._queue:
-            first = self._carry or await queue.get()
-            self._carry = None
+    async def _run(self, queue: asyncio.Queue) -> None:
+        carry: _Pending | None = None
+        while True:
+            first = carry or await queue.get()
+            carry = None
             batch, size = [first], len(first.samples)
             deadline = first.queued_at + self.max_delay
             while size < self.max_batch_size:
@@ -72,7 +76,7 @@ class MicroBatcher:
                 except (asyncio.TimeoutError, asyncio.QueueEmpty):
                     break
                 if size + len(item.samples) > self.max_batch_size:
-                    self._carry = item  # starts the next batch
+                    carry = item  # starts the next batch
                     break
                 batch.append(item)
                 size += len(item.samples)
@@ -98,9 +102,6 @@ class MicroBatcher:
             start += len(item.samples)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
+        worker = self._workers.pop(asyncio.get_running_loop(), None)
+        if worker is not None:
+            worker.task.cancel()

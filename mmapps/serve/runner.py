@@ -176,10 +176,17 @@ def warm_up(runner: ModelRunner) -> float:
     """One forward pass on a sample with every modality absent (readiness waits for it); returns its seconds.
 
     The forward pass builds the kernels and allocations a first request would otherwise pay for;
-    no data is needed because every mmapps model accepts absent modalities.
+    no data is needed because an mmapps model accepts absent optional modalities. A model with a
+    required modality (driving's LiDAR) cannot run without data: its warm-up is the load alone,
+    and its first request pays the first-call cost.
     """
     from mmapps.data import Sample
 
+    if any(not runner.domain.modality(m).optional for m in runner.modalities):
+        return 0.0
     start = time.perf_counter()
-    runner.predict([Sample("warm-up", "warm-up", {name: None for name in runner.modalities})], postprocess=False)
+    try:
+        runner.predict([Sample("warm-up", "warm-up", {name: None for name in runner.modalities})], postprocess=False)
+    except (KeyError, IndexError, ValueError, RuntimeError, TypeError, AttributeError):
+        return 0.0  # a model that needs per-sample metadata (surveillance's window times) warms on its first request
     return time.perf_counter() - start
