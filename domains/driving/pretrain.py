@@ -123,6 +123,24 @@ class LidarOccupancyObjective(ModalityObjective):
     def bind(self, batch: Any) -> None:
         self.scene.bind(batch)
 
+    def fit_statistics(self, batches: list[ModalityBatch]) -> None:
+        """Before training: the decoder's output biases at the pool's mean occupancy (as logits) and mean log count,
+        so it starts at the trivial predictor, not at p = 0.5 on a mostly empty grid (the prior of RetinaNet's focal loss)."""
+        det, Z = self.scene.detector, self.options.z_bins
+        occupancy, counts = [], []
+        for mb in batches:
+            if mb.data is None:
+                continue
+            points, batch_index = self._points(mb)
+            t = occupancy_targets(points, batch_index, mb.present.shape[0], det.point_range, det.options.pillar_size, Z)
+            occupancy.append(t.occupancy[mb.present].mean((0, 2, 3)))
+            counts.append(t.log_count[mb.present].mean())
+        if occupancy:
+            p = torch.stack(occupancy).mean(0).clamp(1e-4, 1 - 1e-4)  # (Z,)
+            with torch.no_grad():
+                self.decoder[-1].bias[:Z] = torch.log(p / (1 - p)).to(self.decoder[-1].bias)
+                self.decoder[-1].bias[Z] = torch.stack(counts).mean().to(self.decoder[-1].bias)
+
     def _points(self, mb: ModalityBatch) -> tuple[Tensor, Tensor]:
         counts = mb.offsets[1:] - mb.offsets[:-1]
         return mb.data, torch.repeat_interleave(torch.arange(counts.shape[0], device=mb.data.device), counts.to(mb.data.device))

@@ -119,7 +119,25 @@ class WindowBlockObjective(ModalityObjective):
         self.shift = 1 + options.lookahead + fusion_lookahead  # first window the output at t has not seen
         self.decoder = CausalWindowDecoder(dim, target_dim, decoder_layers, lookahead=options.lookahead, next_window=options.next_window)
         self.target_dim = target_dim
+        # per-dimension target standardisation, fitted on the pool before training (`fit_statistics`): a
+        # decoder starting at 0 then starts at the mean predictor instead of hundreds of steps away from it
+        self.register_buffer("target_mean", torch.zeros(target_dim))
+        self.register_buffer("target_std", torch.ones(target_dim))
         self.picture: Callable[[Tensor], Tensor] | None = None  # how `render` draws a clip's targets (audio, video)
+
+    def fit_statistics(self, batches: list[ModalityBatch]) -> None:
+        """Mean and standard deviation of every target value over the counted windows of the pool's first batches."""
+        rows = []
+        for mb in batches:
+            if mb.data is None:
+                continue
+            values = self.target_fn(mb.data)  # (B, T, P)
+            counted = mb.mask & mb.present.unsqueeze(1)
+            rows.append(values[counted & (values[..., -1] > 0) if self.needs_messages else counted])
+        if rows and sum(r.shape[0] for r in rows) > 1:
+            values = torch.cat(rows)
+            self.target_mean.copy_(values.mean(0))
+            self.target_std.copy_(values.std(0).clamp_min(1e-3))
 
     def draw(self, mb: ModalityBatch, keys: MaskKeys, stream: int) -> ModalityMask:
         real = mb.mask & mb.present.unsqueeze(1)  # (B, T)
@@ -133,8 +151,9 @@ class WindowBlockObjective(ModalityObjective):
         return EncodedModality(out, positions, out.pooled, visible.any(1))
 
     def target(self, encoder: nn.Module, mb: ModalityBatch, mask: ModalityMask) -> ModalityTarget:
-        values = self.target_fn(mb.data)  # (B, T, P)
-        counted = mask.real & (values[..., -1] > 0) if self.needs_messages else mask.real
+        raw = self.target_fn(mb.data)  # (B, T, P)
+        counted = mask.real & (raw[..., -1] > 0) if self.needs_messages else mask.real
+        values = (raw - self.target_mean) / self.target_std
         hidden = mask.hidden | (mask.whole.unsqueeze(1) & mask.real)
         next_weight = None
         if self.next_weight > 0:
