@@ -58,7 +58,7 @@ class ModelRunner:
     def __init__(self, domain: Domain, cfg: Any, model: torch.nn.Module, version: str, sha256: str, source: Path, thresholds: dict[str, dict[str, float]]) -> None:
         from mmapps.models.build import selected_modalities
 
-        self.domain, self.cfg, self.model = domain, cfg, model.eval()
+        self.domain, self.cfg, self.model = domain, cfg, model.eval() if hasattr(model, "eval") else model
         self.version, self.sha256, self.source, self.thresholds = version, sha256, source, thresholds
         self.modalities = selected_modalities(cfg, domain)
         self.modality_to_layout = {m: domain.modality(m).layout for m in self.modalities}
@@ -131,7 +131,7 @@ def load_runner(source: Path, domain: Domain, version: str | None = None) -> Mod
             whose artifacts do not match their hashes.
     """
     source = Path(source)
-    if source.is_dir():
+    if source.is_dir() or source.suffix == ".onnx" or source.name == "model.json":
         return _load_export(source, domain, version)
     from mmapps.config import validate_config
     from mmapps.models.build import build_model
@@ -146,16 +146,21 @@ def load_runner(source: Path, domain: Domain, version: str | None = None) -> Mod
     return ModelRunner(domain, cfg, model.to("cpu"), version or sha[:12], sha, source, read_thresholds(source.resolve().parent.parent / "metrics.json", domain))
 
 
-def _load_export(folder: Path, domain: Domain, version: str | None) -> ModelRunner:
-    if not (folder / "model.json").is_file():
-        raise CheckpointError(f"--checkpoint {folder}: a folder but no model.json in it; give a .safetensors checkpoint or an export folder written by `mmapps {domain.name} export`")
+def _load_export(source: Path, domain: Domain, version: str | None) -> ModelRunner:
+    """An export (folder, its model.json or model.onnx): hashes verified by `mmapps.export`, run on onnxruntime."""
     try:
-        from mmapps.export import load_export  # type: ignore[attr-defined]
+        from mmapps.export.model_source import exported_config, is_export, load_model
     except ImportError as err:
-        raise CheckpointError(f"--checkpoint {folder}: an export folder, but this installation cannot load exports ({err}); serve the training checkpoint instead") from None
-    loaded = load_export(folder, domain)  # checks every artifact's hash against model.json
-    return ModelRunner(loaded.domain, loaded.cfg, loaded.model, version or loaded.sha256[:12], loaded.sha256, folder,
-                       read_thresholds(folder / "metrics.json", loaded.domain) or getattr(loaded, "thresholds", {}))
+        raise CheckpointError(f"--checkpoint {source}: an export, but this installation cannot load exports ({err}); serve the training checkpoint instead") from None
+    if not is_export(source):
+        raise CheckpointError(f"--checkpoint {source}: a folder without model.json; give a .safetensors checkpoint or an export folder written by `mmapps {domain.name} export`")
+    cfg = exported_config(source, None, domain.name)
+    domain = with_configured_labels(domain, cfg)
+    model = load_model(source, cfg, domain, None, "cpu")  # verifies every artifact's SHA-256 against model.json
+    folder = source if source.is_dir() else source.parent
+    graph = folder / "model.onnx"
+    sha = file_sha256(graph if graph.is_file() else folder / "model.json")
+    return ModelRunner(domain, cfg, model, version or sha[:12], sha, folder, read_thresholds(folder / "metrics.json", domain))
 
 
 def read_thresholds(metrics_json: Path, domain: Domain) -> dict[str, dict[str, float]]:
