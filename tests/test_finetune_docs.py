@@ -18,7 +18,7 @@ def _section(title: str) -> str:
 
 def test_modes_table_lists_every_mode():
     table = _section("Fine-tuning modes (`finetune.parts`)")
-    documented = set(re.findall(r"^\| `(\w+)`", table, flags=re.M))
+    documented = set(re.findall(r"^\| `(\w+)`", table, flags=re.MULTILINE))
     assert documented == set(typing.get_args(PartFinetuneConfig.model_fields["mode"].annotation))
 
 
@@ -26,7 +26,7 @@ def test_modes_command_resolves():
     from mmapps.plugins import get_domain
     from mmapps.workflows.resolve import resolve_config
 
-    block = re.findall(r"```bash\n(.*?)```", _section("Fine-tuning modes (`finetune.parts`)"), flags=re.S)[0]
+    block = re.findall(r"```bash\n(.*?)```", _section("Fine-tuning modes (`finetune.parts`)"), flags=re.DOTALL)[0]
     argv = shlex.split(block.replace("\\\n", " "))
     sets = [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
     cfg = resolve_config(get_domain(argv[1]), argv[argv.index("--recipe") + 1], None, sets)

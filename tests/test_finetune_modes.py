@@ -9,7 +9,16 @@ from torch import nn
 from mmapps.config import FinetuneConfig, validate_config
 from mmapps.data.sample import Batch, ModalityBatch
 from mmapps.errors import CheckpointError, ConfigError
-from mmapps.finetune import adapter_state_dict, apply_finetune, format_summary, has_adapters, load_adapters, merged_copy, parameter_summary, save_adapters
+from mmapps.finetune import (
+    adapter_state_dict,
+    apply_finetune,
+    format_summary,
+    has_adapters,
+    load_adapters,
+    merged_copy,
+    parameter_summary,
+    save_adapters,
+)
 from mmapps.models.build import register_core_parts
 from mmapps.models.fusion_model import FusionModel
 from mmapps.registry import ENCODERS, FUSIONS, HEADS

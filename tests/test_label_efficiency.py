@@ -11,7 +11,11 @@ import pytest
 from mmapps.evaluation.records import PredictionRecord
 from mmapps.workflows.label_efficiency import PRESETS, ArmRun, StudyPreset, select_lr
 from mmapps.workflows.label_efficiency_report import verdict_text
-from mmapps.workflows.label_efficiency_stats import PairedDifference, macro_auroc_of, paired_difference
+from mmapps.workflows.label_efficiency_stats import (
+    PairedDifference,
+    macro_auroc_of,
+    paired_difference,
+)
 
 
 def records(values, groups=None):

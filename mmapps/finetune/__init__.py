@@ -7,9 +7,20 @@
 
 from mmapps.finetune.adapter_io import adapter_state_dict, load_adapters, save_adapters
 from mmapps.finetune.adapters import has_adapters, merged_copy, unload_adapters
-from mmapps.finetune.modes import FinetunePlan, apply_finetune, lock_eval, lock_norm_statistics
+from mmapps.finetune.modes import (
+    FinetunePlan,
+    apply_finetune,
+    lock_eval,
+    lock_norm_statistics,
+)
 from mmapps.finetune.parts import ModelParts, find_parts, layer_units
-from mmapps.finetune.summary import ParameterCount, count_parameters, format_summary, parameter_info, parameter_summary
+from mmapps.finetune.summary import (
+    ParameterCount,
+    count_parameters,
+    format_summary,
+    parameter_info,
+    parameter_summary,
+)
 
 __all__ = [
     "FinetunePlan", "ModelParts", "ParameterCount", "adapter_state_dict", "apply_finetune", "count_parameters", "find_parts",

@@ -58,8 +58,8 @@ def load_adapters(model: nn.Module, path: Path) -> list[str]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-            state = {key: handle.get_tensor(key) for key in handle.keys()}
-    except Exception as err:  # safetensors raises several error types for bad headers
+            state = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open is not a dict)
+    except Exception as err:  # noqa: BLE001 - safetensors raises several error types for bad headers
         raise CheckpointError(f"adapters {path}: not a readable safetensors file ({type(err).__name__}: {err})") from None
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"adapters {path}: format={metadata.get('format')!r}, expected {FORMAT!r} (a normal checkpoint loads with evaluate, not as adapters)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from mmapps.domain import Domain
 from mmapps.workflows.label_efficiency import COMMON, ArmRun, StudyPreset, budget_name
@@ -126,7 +127,7 @@ class StudyContext:
     def controls(self, plan: StudyPreset, pretraining: Pretraining, runs: list[ArmRun]) -> dict[str, Any]:
         """Run the preset's controls; each returns its runs (the report tabulates them)."""
         chosen = {(r.arm, r.budget): r.lr for r in runs}
-        lr_of = lambda arm, budget: chosen.get((arm, budget), plan.lrs[0])  # noqa: E731
+        lr_of = lambda arm, budget: chosen.get((arm, budget), plan.lrs[0])
         small, full = plan.budgets[0], plan.budgets[-1]
         out: dict[str, Any] = {}
         seeds = range(plan.seeds)

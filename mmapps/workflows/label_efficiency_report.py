@@ -12,7 +12,12 @@ from typing import Any
 
 from mmapps.report.model import markdown_table
 from mmapps.workflows.label_efficiency import ArmRun, StudyPreset, budget_name, to_json
-from mmapps.workflows.label_efficiency_stats import PairedDifference, finding_groups, macro_auroc_of, paired_difference
+from mmapps.workflows.label_efficiency_stats import (
+    PairedDifference,
+    finding_groups,
+    macro_auroc_of,
+    paired_difference,
+)
 
 
 def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs: list[ArmRun], controls: dict[str, Any], cost: dict[str, Any]) -> Path:
@@ -117,7 +122,7 @@ def control_table(name: str, control_runs: list[ArmRun], main: list[ArmRun], met
     budgets = sorted({r.budget for r in control_runs}, key=lambda b: math.inf if b is None else b)
     rows, data = [], []
     for budget in budgets:
-        reference = "probe-random" if name == "linear_probe" else ("pretrained" if name in ("lora", "no_whole_modality") or name == "unimodal" else "pretrained")
+        reference = "probe-random" if name == "linear_probe" else ("scratch" if name == "compute_matched" else "pretrained")
         base_runs = _arm(control_runs, reference, budget) or _arm(main, reference, budget)
         for arm in arms:
             if arm == reference:

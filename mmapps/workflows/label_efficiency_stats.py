@@ -8,9 +8,9 @@ reflects test-set sampling and the seeds together, and the shared difficulty of 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -96,7 +96,7 @@ def finding_groups(data_root: Path | None, labels: Sequence[str]) -> dict[str, l
 class PeakMemory:
     """Resident-set high-water mark of this process over a block (Linux: reset through /proc/self/clear_refs)."""
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.resettable = True
@@ -105,7 +105,7 @@ class PeakMemory:
         self.mb = math.nan
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 self.mb = int(line.split()[1]) / 1024.0
