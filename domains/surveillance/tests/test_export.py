@@ -103,6 +103,7 @@ def step_session(out: Path) -> tuple:
     return create_session(folder / step["file"]), [TensorSpec.from_json(s) for s in step["inputs"]], sidecar
 
 
+@pytest.mark.slow
 def test_step_graph_over_a_600_s_stream_equals_watch(exported: tuple) -> None:
     """One step call per window over 600 one-second windows (synthetic features), two streams in one batch,
     one with modalities missing at times: onnxruntime equals the PyTorch scorer `watch` uses."""
@@ -192,6 +193,7 @@ def test_triton_step_model_has_sequence_batching_with_implicit_state(exported: t
     assert not clip.HasField("sequence_batching") and {i.name for i in clip.input} == {i.name for i in __import__("onnx").load(str(out / "model.onnx")).graph.input}
 
 
+@pytest.mark.slow
 def test_watch_on_the_export_equals_watch_on_the_checkpoint(exported: tuple, tmp_path: Path) -> None:
     """A real demo clip end to end: decoding, features, `watch` on onnxruntime vs on PyTorch (same ring capacity)."""
     root, checkpoint, _, out, app = exported
