@@ -119,3 +119,12 @@ def test_prune_from_the_cli(shapes_smoke_run, shapes_domain, tmp_path) -> None:
     ok = runner.invoke(app, ["shapes", "prune", "--checkpoint", str(source), "--amount", "0.3", "--out", str(tmp_path / "p30")])
     assert ok.exit_code == 0, ok.output
     assert "pruned checkpoint:" in ok.output and (tmp_path / "p30" / "checkpoints" / "best.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_pruned_checkpoint_exports_with_parity(pruned_run, shapes_domain, tmp_path) -> None:
+    from mmapps.export import export_checkpoint
+
+    result = export_checkpoint(pruned_run.checkpoint, shapes_domain, tmp_path / "export", log=lambda line: None)
+    assert result.parity.ok and result.parity.flipped == 0
+    assert result.parity.metric_torch == pytest.approx(result.parity.metric_onnx)
