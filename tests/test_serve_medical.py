@@ -244,7 +244,7 @@ def test_v2_endpoints_json(served):
     assert huge.status_code == 413
 
 
-def test_v2_through_tritonclient_on_uvicorn(served):
+def test_v2_through_tritonclient_on_uvicorn(served, dicom_bytes):
     """A real uvicorn on loopback, called by Triton's own HTTP client (JSON and binary tensors)."""
     import tritonclient.http as triton
     import uvicorn
@@ -258,6 +258,7 @@ def test_v2_through_tritonclient_on_uvicorn(served):
     while not server.started:
         time.sleep(0.05)
     port = server.servers[0].sockets[0].getsockname()[1]
+    served["dicom"] = dicom_bytes
     try:
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
         headers = served["predict"]
@@ -285,9 +286,34 @@ def test_v2_through_tritonclient_on_uvicorn(served):
         with pytest.raises(Exception) as unauthorised:
             client.get_model_metadata("medical")
         assert "401" in str(unauthorised.value) or "API key" in str(unauthorised.value)
+        _run_deploy_doc_examples(port, served)
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def _run_deploy_doc_examples(port: int, served) -> None:
+    """docs/deploy.md, "Serving: medical": the v2 client block and the curl command run against this server."""
+    import re
+    import shutil
+    import subprocess
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "deploy.md").read_text()
+    section = text[text.index("## Serving: medical"): text.index("## Serving: driving")]
+    code = re.findall(r"```python\n(.*?)```", section, flags=re.S)[0]
+    code = code.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("<predict key>", served["secrets"][0])
+    exec(compile(code, "docs/deploy.md", "exec"), {})
+    curl = re.findall(r"```bash\n(.*?)```", section, flags=re.S)[0]
+    if shutil.which("curl") is None:
+        return
+    study = served["folder"] / "study"
+    study.mkdir(exist_ok=True)
+    (study / "pa.dcm").write_bytes(served["dicom"])
+    (study / "lateral.dcm").write_bytes(served["dicom"])
+    script = curl.replace("localhost:8000", f"127.0.0.1:{port}")
+    out = subprocess.run(["bash", "-c", f"set -e; PREDICT_KEY={served['secrets'][0]}; " + script], cwd=served["folder"], capture_output=True, text=True, timeout=120)
+    body = json.loads(out.stdout)
+    assert len(body["findings"]) == 14 and body["presence"]["note"] is True, out.stdout
 
 
 def test_version_switch_rollback_and_shadow_without_failed_requests(served, dicom_bytes):
@@ -353,3 +379,46 @@ def test_batched_scores_equal_single_scores_also_for_mixed_requests(served, dico
     batched = [out[0].tasks["findings"]["scores"] for out in asyncio.run(together())]
     assert max(loaded.batcher.batches[before:]) > 1, "the requests were not batched together"
     np.testing.assert_allclose(np.array(batched), np.array(single), rtol=1e-5, atol=1e-6)
+
+
+def test_sigterm_turns_readiness_off_drains_in_flight_then_exits(served, dicom_bytes):
+    """The first exit signal: /v2/health/ready answers 503 at once, the request in flight still gets its 200, then uvicorn stops."""
+    import signal
+
+    import httpx
+    import uvicorn
+
+    from mmapps.serve.app import create_app
+    from mmapps.serve.server import DrainingServer
+
+    state = served["state"]
+    config = uvicorn.Config(create_app(state), host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = DrainingServer(config, state, grace_s=0.5, timeout_s=60, ready_file=None)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    answers: dict[str, int] = {}
+
+    def slow_request() -> None:
+        files = [("dicom", ("a.dcm", dicom_bytes, "application/dicom"))]
+        answers["in_flight"] = httpx.post(f"{url}/v1/medical/predict", files=files, headers=served["predict"], timeout=120).status_code
+
+    try:
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 200
+        worker = threading.Thread(target=slow_request)
+        worker.start()
+        while state.in_flight == 0:
+            time.sleep(0.01)
+        server.handle_exit(signal.SIGTERM, None)
+        answers["ready"] = httpx.get(f"{url}/v2/health/ready").status_code
+        answers["live"] = httpx.get(f"{url}/v2/health/live").status_code
+        worker.join(120)
+        thread.join(60)
+    finally:
+        state.draining = False
+        server.should_exit = True
+    assert answers == {"ready": 503, "live": 200, "in_flight": 200}
+    assert not thread.is_alive()
+    assert any(e.get("event") == "shutdown" and e.get("reason") == "drained" for e in state.audit.events)
