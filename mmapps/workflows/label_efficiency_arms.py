@@ -47,13 +47,14 @@ class StudyContext:
         from mmapps.pretrain.workflow import PRETRAINED_FILE, pretrain
 
         run_dir = self.out_dir / f"pretrain-{name}"
-        checkpoint = run_dir / PRETRAINED_FILE
+        checkpoint = run_dir / "checkpoints" / PRETRAINED_FILE
         cost_file = run_dir / "study_cost.json"
         if not checkpoint.exists():
             wall, cpu = time.perf_counter(), time.process_time()
             overrides = [o for o in self.base(*self.setup["pretrain"], *extra) if not o.startswith("data.label_budget")] + [f"out_dir={run_dir}"]
             cfg = resolve_pretrain_config(self.domain, self.recipe, overrides=overrides)
-            result = pretrain(cfg, self.domain)
+            resume = (run_dir / "checkpoints" / "last.pt").exists()  # an interrupted study continues its pretraining exactly
+            result = pretrain(cfg, self.domain, resume=resume)
             import json
 
             cost_file.write_text(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "metrics": result.metrics}, default=str))
