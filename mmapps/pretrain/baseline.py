@@ -93,6 +93,11 @@ def fit_statistics(model: PretrainModel, batches: Sequence[Batch]) -> dict[str, 
         trivial = trivial_losses(model, [s for _, s in steps], means)
     for i, m in enumerate(model.modalities):
         model.trivial[i] = max(trivial.get(m, 1.0), 1e-6)
+        head = getattr(getattr(model.objectives[m], "decoder", None), "head", None)
+        core = type(model.objectives[m]).__module__.startswith("mmapps.pretrain.")  # a plugin objective initialises its own decoder
+        if core and means[m].kind == "mse" and isinstance(head, torch.nn.Linear) and means[m].sum is not None and means[m].sum.shape[-1] == head.out_features:
+            with torch.no_grad():  # the decoder starts predicting the pool's mean target
+                head.bias.copy_((means[m].sum.sum(0) / means[m].count.sum().clamp_min(1.0)).to(head.bias))
     return means
 
 

@@ -36,6 +36,8 @@ class UnitDecoder(nn.Module):
         self.transformer = SdpaEncoder(layers, dim, heads, ffn_dim=2 * dim, dropout=0.0)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, out_dim)
+        nn.init.zeros_(self.head.weight)  # start at a constant prediction: the trivial predictor once the bias is the pool mean
+        nn.init.zeros_(self.head.bias)
         self.dim = dim
 
     def forward(self, context: FusedContext, units: int) -> Tensor:
