@@ -22,6 +22,9 @@ from mmapps.serve.errors import ServeError
 from mmapps.serve.wire import decode_samples, read_frame, write_frame
 
 
+SPAWN_ALLOWANCE_S = 60.0  # how long a request waits beyond the decode timeout for a child (a replacement imports torch)
+
+
 @dataclass
 class _Child:
     process: subprocess.Popen
@@ -74,7 +77,11 @@ class DecoderPool:
 
     def decode(self, job: dict[str, Any]) -> list[Any]:
         """The samples of ``job`` (see `mmapps.serve.decode_worker`), or a `ServeError` for this request."""
-        child = self._idle.get()
+        try:
+            child = self._idle.get(timeout=self.timeout_s + SPAWN_ALLOWANCE_S)  # a replacement child may still be importing
+        except queue.Empty:
+            raise ServeError(503, "decoders_busy", f"every decoder child stayed busy for {self.timeout_s + SPAWN_ALLOWANCE_S:g} s; retry later "
+                             "(the operator can raise --decode-workers)", {"Retry-After": str(max(1, int(self.timeout_s)))}) from None
         if not child.alive:
             child = self._replace(child)
         job = {**job, "timeout_s": self.timeout_s}
@@ -93,7 +100,7 @@ class DecoderPool:
             timer.cancel()
             child.process.kill()
             child.process.wait()
-            threading.Thread(target=lambda: self._idle.put(self._replace(child)), daemon=True).start()  # the replacement imports in the background
+            threading.Thread(target=self._replace_in_background, args=(child,), daemon=True).start()  # the replacement imports in the background
             if fired.is_set():
                 self.timeouts += 1
                 raise ServeError(504, "decode_timeout", f"decoding the upload took longer than {self.timeout_s:g} s (--decode-timeout) and was stopped; "
@@ -110,6 +117,15 @@ class DecoderPool:
             status = 413 if kind == "too_large" else 422 if kind.startswith("decode") else 400
             raise ServeError(status, kind, str(header.get("message", "the upload could not be read")))
         return decode_samples(header, payload)
+
+    def _replace_in_background(self, dead: _Child) -> None:
+        for attempt in range(3):  # a replacement that fails to start (memory, a broken import) is retried, then given up loudly
+            try:
+                self._idle.put(self._replace(dead))
+                return
+            except (OSError, EOFError, RuntimeError, ValueError):
+                time.sleep(1 + attempt)
+        print("mmapps serve: a decoder child could not be restarted; the pool runs with one child less", file=sys.stderr)
 
     def _replace(self, dead: _Child) -> _Child:
         with self._lock:
