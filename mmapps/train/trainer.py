@@ -170,7 +170,8 @@ class Trainer:
                 row.update({f"val/{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float))})
             if self._improved(value, progress.best_metric) or (self.val_loader is None):
                 progress.best_metric, progress.best_epoch, progress.bad_epochs = value, epoch, 0
-                if self.runtime.is_main:
+                # without validation the best weights are the last: written once, at the end (many short epochs under a label budget)
+                if self.runtime.is_main and (self.val_loader is not None or epoch == self.epochs - 1):
                     self.save_inference(self.checkpoint_dir / "best.safetensors", epoch)
             else:
                 progress.bad_epochs += 1

@@ -46,7 +46,7 @@ SETUPS: dict[str, dict[str, Any]] = {
     "surveillance": {"recipe": "quick", "overrides": ["data.demo_n=2500", "eval.bootstrap_resamples=0"], "steps": 150, "pretrain": ["train.epochs=4", "train.patience=null"]},
     "driving": {"recipe": "quick", "overrides": ["eval.bootstrap_resamples=0"], "steps": 150, "pretrain": ["train.epochs=4", "train.patience=null"]},
 }
-COMMON = ["train.progress=false", "train.tensorboard=false", "train.patience=null", "data.label_budget_val=0"]
+COMMON = ["train.progress=false", "train.tensorboard=false", "train.patience=null", "data.label_budget_val=0", "train.checkpoint_every=100000"]  # last.pt at the end only
 
 
 @dataclass(frozen=True)
