@@ -63,7 +63,9 @@ class DecoderPool:
             thread.join()
 
     def _spawn(self) -> _Child:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+               # the child sees the plugins the server sees (a plugin installed with pip --target and put on sys.path)
+               "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))}
         process = subprocess.Popen([sys.executable, "-m", "mmapps.serve.decode_worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL if not os.environ.get("MMAPPS_SERVE_DEBUG") else None, env=env, close_fds=True)
         child = _Child(process)

@@ -81,7 +81,10 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
     if written.deidentify:
         job["deid_key"] = state.extra["deid_key"].hex()
     try:
-        samples = await asyncio.wait_for(asyncio.to_thread(state.decoders.decode, job), state.settings.request_timeout_s)
+        try:
+            samples = await asyncio.wait_for(asyncio.to_thread(state.decoders.decode, job), state.settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise ServeError(504, "timeout", f"decoding the upload did not finish within {state.settings.request_timeout_s:g} s (--timeout); retry later") from None
         if state.settings.store_inputs is not None:
             store_inputs(state, request.state.request_id, written)
     finally:
