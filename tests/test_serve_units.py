@@ -238,3 +238,53 @@ def test_decoder_pool_survives_a_crashing_and_a_hanging_reader(tmp_path: Path):
         assert pool.crashes == 1 and pool.timeouts == 1 and first.isdisjoint(pool.pids)
     finally:
         pool.close()
+
+
+def test_first_exit_signal_turns_readiness_off_and_drains_before_exiting():
+    """DrainingServer on a real uvicorn: readiness 503 at once, the request in flight still answered, then exit."""
+    import asyncio
+    import signal
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    from mmapps.serve.audit import AuditLog
+    from mmapps.serve.server import DrainingServer
+
+    class State:
+        draining, in_flight, audit = False, 0, AuditLog(None)
+
+    state = State()
+
+    async def app(scope, receive, send):  # the service's readiness and in-flight contract, without a model
+        if scope["type"] != "http":
+            return
+        state.in_flight += 1
+        try:
+            if scope["path"] == "/slow":
+                await asyncio.sleep(2)
+            status = 503 if scope["path"] == "/v2/health/ready" and state.draining else 200
+            await send({"type": "http.response.start", "status": status, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            state.in_flight -= 1
+
+    server = DrainingServer(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"), state, 0.5, 30, None)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    answers: dict[str, int] = {}
+    slow = threading.Thread(target=lambda: answers.__setitem__("in_flight", httpx.get(f"{url}/slow", timeout=30).status_code))
+    slow.start()
+    while state.in_flight == 0:
+        time.sleep(0.01)
+    server.handle_exit(signal.SIGTERM, None)
+    answers["ready"] = httpx.get(f"{url}/v2/health/ready").status_code
+    slow.join(30)
+    thread.join(30)
+    assert answers == {"ready": 503, "in_flight": 200} and not thread.is_alive()
+    assert state.audit.events[-1] == {**state.audit.events[-1], "event": "shutdown", "reason": "drained"}
