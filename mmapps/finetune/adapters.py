@@ -11,6 +11,7 @@ would skip adapters: it is switched off around every such module of an adapted p
 from __future__ import annotations
 
 import copy
+import sys
 from typing import Any
 
 import torch
@@ -94,6 +95,8 @@ def _attention_children(part: nn.Module) -> list[str]:
 
 
 def is_adapter_layer(module: nn.Module) -> bool:
+    if "peft" not in sys.modules:  # adapters exist only once peft is imported (seconds): a plain model needs no import
+        return False
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     return isinstance(module, BaseTunerLayer)
