@@ -149,15 +149,18 @@ def end_to_end(args: argparse.Namespace, domain: Any, work: Path) -> dict[str, A
     main = _Export(args.export) if args.export else export_checkpoint(args.checkpoint, domain, work / "export", quantize="static", calibration_samples=args.calibration, log=log)
     folders = {"onnxruntime fp32": (main.folder, None), "onnxruntime int8": (main.folder, "model.int8.onnx")}
     pruned_models = {}
-    for amount in args.prune:
-        pruned = prune(args.checkpoint, domain, work / f"pruned-{amount:g}", amount=amount)
-        pruned_models[f"pytorch eager fp32 pruned {amount:.0%}"] = pruned.checkpoint
-        if args.prune_onnx:
+    if args.prune_onnx:
+        for amount in args.prune:
+            pruned = prune(args.checkpoint, domain, work / f"pruned-{amount:g}", amount=amount)
+            pruned_models[f"pytorch eager fp32 pruned {amount:.0%}"] = pruned.checkpoint
             folders[f"onnxruntime fp32 pruned {amount:.0%}"] = (export_checkpoint(pruned.checkpoint, domain, work / f"export-{amount:g}", log=log).folder, None)
     loaded = load_for_export(args.checkpoint, domain)
     batches = batches_of(loaded, args.batch)
     variants = {"pytorch eager fp32": eager_variant(loaded.model, batches)}
-    eager_pruned = {name: load_for_export(path, domain).model for name, path in pruned_models.items()}
+    if pruned_models:
+        eager_pruned = {name: load_for_export(path, domain).model for name, path in pruned_models.items()}
+    else:  # pruned in memory (the same torch-pruning step as `prune`, without its test run and report)
+        eager_pruned = {f"pytorch eager fp32 pruned {a:.0%}": _pruned_copy(loaded, a) for a in args.prune}
     variants.update({name: eager_variant(model, batches) for name, model in eager_pruned.items()})
     variants.update({name: onnx_variant(folder, file, batches) for name, (folder, file) in folders.items()})
     latency = alternate(variants, args.threads, args.rounds, {1: args.calls_b1, 32: args.calls_b32, **{s: 1 for s in args.batch if s not in (1, 32)}}, args.batch)
@@ -165,12 +168,23 @@ def end_to_end(args: argparse.Namespace, domain: Any, work: Path) -> dict[str, A
     metrics = {"pytorch eager fp32": paired_drop(domain, loaded.cfg, reference, reference, 0)}
     sizes = {"pytorch eager fp32": Path(args.checkpoint).stat().st_size}
     for name, (folder, file) in folders.items():
-        metrics[name] = paired_drop(domain, loaded.cfg, reference, test_records(load_export(folder, file), loaded))
+        metrics[name] = paired_drop(domain, loaded.cfg, reference, test_records(load_export(folder, file), loaded), args.resamples)
         sizes[name] = model_bytes(folder / (file or "model.onnx"))
     for name, model in eager_pruned.items():
-        metrics[name] = paired_drop(domain, loaded.cfg, reference, test_records(model, loaded))
-        sizes[name] = pruned_models[name].stat().st_size
+        metrics[name] = paired_drop(domain, loaded.cfg, reference, test_records(model, loaded), args.resamples)
+        sizes[name] = pruned_models[name].stat().st_size if name in pruned_models else 4 * sum(p.numel() for p in model.state_dict().values())
     return {"latency": latency, "metrics": metrics, "sizes": sizes, "quantized": main_sidecar(main.folder)}
+
+
+def _pruned_copy(loaded: Any, amount: float) -> torch.nn.Module:
+    import copy
+
+    from mmapps.prune.channels import prune_channels
+    from mmapps.report.complexity import first_batch
+
+    model = copy.deepcopy(loaded.model)
+    prune_channels(model, first_batch(loaded.splits.train, loaded.cfg, loaded.domain, 8), amount)
+    return model.eval()
 
 
 class _Export:
@@ -229,6 +243,7 @@ def main() -> None:
     parser.add_argument("--prune", type=float, nargs="*", default=[0.3, 0.5])
     parser.add_argument("--prune-onnx", action="store_true", help="also export the pruned checkpoints and time them on onnxruntime")
     parser.add_argument("--calibration", type=int, default=64)
+    parser.add_argument("--resamples", type=int, default=200, help="paired-bootstrap resamples of the metric drop")
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--export", type=Path, default=None, help="reuse this export folder (exported with --quantize static) instead of exporting")
     parser.add_argument("--no-components", action="store_true")
