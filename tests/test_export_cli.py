@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def test_export_folder_sidecar_and_parity(medical_run, medical_export):
     splits = json.loads((medical_run / "splits.json").read_text())
     text = (out / "model.json").read_text() + card
     assert not [g for g in splits if g in text], "group (patient) ids must not reach the export"
+    studies = [line.split(",")[0] for line in (medical_run / "predictions.csv").read_text().splitlines()[1:]]
+    assert studies and not [s for s in studies if re.search(rf"(?<![0-9.]){re.escape(s)}(?![0-9])", text)], "study ids must not reach the export"
     assert not list(out.parent.glob(".export.*.tmp")), "no temporary folder left"
 
 

@@ -35,12 +35,13 @@ class OutputParity:
     elements: int = 0
     flipped: int = 0
     decisions: int = 0
-    worst_sample: str | None = None
+    worst_position: int | None = None  # the sample's position in the split, never its id (ids can identify patients)
+    seen: int = 0
     flip_margin: float | None = None
 
     def add(self, got: np.ndarray, ref: np.ndarray, sample_ids: list[str], atol: float, rtol: float) -> None:
         if got.shape != ref.shape:
-            raise ParityError(f"parity: output {self.name!r} has shape {got.shape} on onnxruntime and {ref.shape} in PyTorch (samples {sample_ids[:3]})")
+            raise ParityError(f"parity: output {self.name!r} has shape {got.shape} on onnxruntime and {ref.shape} in PyTorch (split positions {self.seen}-{self.seen + len(sample_ids) - 1})")
         diff = np.abs(got.astype(np.float64) - ref.astype(np.float64))
         diff = np.where(np.isnan(got) & np.isnan(ref), 0.0, np.nan_to_num(diff, nan=np.inf))
         bad = diff > atol + rtol * np.abs(ref)
@@ -48,7 +49,8 @@ class OutputParity:
         self.elements += int(diff.size)
         if diff.size and float(diff.max()) > self.max_abs_diff:
             self.max_abs_diff = float(diff.max())
-            self.worst_sample = sample_ids[int(np.unravel_index(diff.argmax(), diff.shape)[0])] if diff.ndim else None
+            self.worst_position = self.seen + int(np.unravel_index(diff.argmax(), diff.shape)[0]) if diff.ndim else None
+        self.seen += len(sample_ids)
         self.max_ref = max(self.max_ref, float(np.abs(ref).max()) if ref.size else 0.0)
 
 
@@ -96,7 +98,7 @@ class ParityReport:
         if self.ok:
             return
         failing = [o for o in self.outputs.values() if o.violations]
-        named = "; ".join(f"{o.name}: {o.violations} of {o.elements} values, max |d| {o.max_abs_diff:.3g} (worst sample {o.worst_sample})" for o in failing)
+        named = "; ".join(f"{o.name}: {o.violations} of {o.elements} values, max |d| {o.max_abs_diff:.3g} (worst at split position {o.worst_position})" for o in failing)
         raise ParityError(
             f"parity failed: the exported graph differs from PyTorch beyond |d| <= {self.atol:g} + {self.rtol:g}*|ref| on the {self.split} split "
             f"({named}); nothing was written. Re-run with --debug to keep the traceback, or report the model configuration"
