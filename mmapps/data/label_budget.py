@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,25 +21,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mmapps.data.splits import DatasetSplits
+from mmapps.data.views import IndexedView
 
 _STREAM = 0x1ABE1  # separates this draw from every other use of the seed
 
 
-class LabelledSubset(Dataset):
+class LabelledSubset(IndexedView):
     """The samples `indices` of `dataset` (which learns the epoch through ``set_epoch`` as before)."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[self.indices[index]]
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
 
 
 def positive_labels(targets: dict[str, Any]) -> frozenset[str]:

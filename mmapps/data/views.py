@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 from torch.utils.data import Dataset
 
@@ -23,3 +23,20 @@ class WithoutModalities(Dataset):
         sample = self.dataset[index]
         inputs = {k: (None if k in self.removed else v) for k, v in sample.inputs.items()}
         return Sample(sample.sample_id, sample.group_id, inputs, sample.targets, sample.meta)
+
+
+class IndexedView(Dataset):
+    """The items `indices` of `dataset`, in that order; forwards ``set_epoch`` so augmentation stays keyed on the epoch."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[self.indices[index]]
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)

@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from typing import Any
 
 from torch.utils.data import Dataset
 
+from mmapps.data.views import IndexedView
 
-class PoolView(Dataset):
+
+class PoolView(IndexedView):
     """The items `indices` of `dataset`; forwards ``set_epoch`` so augmentation stays keyed on the epoch."""
-
-    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
-        self.dataset, self.indices = dataset, list(indices)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[self.indices[index]]
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
 
 
 def group_ids(dataset: Dataset) -> list[str]:
