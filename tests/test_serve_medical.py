@@ -261,7 +261,7 @@ def test_v2_through_tritonclient_on_uvicorn(served, dicom_bytes):
     served["dicom"] = dicom_bytes
     try:
         client = triton.InferenceServerClient(f"127.0.0.1:{port}")
-        headers = served["predict"]
+        headers = dict(served["predict"])  # tritonclient adds Inference-Header-Content-Length (an int) to the dict it is given
         assert client.is_server_live() and client.is_server_ready()
         assert client.is_model_ready("medical", headers=headers)
         meta = client.get_model_metadata("medical", headers=headers)

@@ -50,4 +50,9 @@ class WindowLogMelEncoder(nn.Module):
 
 
 def setup() -> None:
-    """Called by the core before building a model: registers this module's encoder."""
+    """Called by the core before building a model: registers this module's encoder.
+
+    Registering again is a no-op for the same class; it restores the entry if the registry was
+    replaced after this module was imported (a test that swaps the registry's entries).
+    """
+    ENCODERS.register("window_logmel_cnn", WindowLogMelEncoder)

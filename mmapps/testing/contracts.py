@@ -38,6 +38,8 @@ CONTRACTS: tuple[Contract, ...] = (
     Contract("Domain.report_sections", "section(ctx: ReportContext) -> list[Section]", "each a `mmapps.report.Section(title, markdown, figures, data)`; figures are PNG files under `ctx.figures_dir`"),
     Contract("Domain.batch_sampler", "batch_sampler(dataset: Dataset, cfg: RunConfig, split: str) -> Sampler | None", "optional; yields lists of indices; None means the core sampler"),
     Contract("Domain.extra_commands", "extra_commands(app: typer.Typer) -> None", "adds domain verbs; imports heavy modules inside the commands"),
+    Contract("Domain.export", "export(model: nn.Module, cfg: RunConfig, domain: Domain, example_batch: Batch) -> mmapps.export.adapter.ExportAdapter", "optional, for a domain with its own `build_model`: the graph module whose inputs are tensors only (every modality and its presence an input), the pre-step outside it and a `GraphRuntime` built from the sidecar alone (docs/deploy.md)"),
+    Contract("Domain.pretrain", "pretrain(cfg: RunConfig, domain: Domain, model: nn.Module) -> mmapps.pretrain.contract.PretrainParts", "optional: the encoders, the fusion and one `ModalityObjective` per modality (masking unit, target, decoder) for a domain's own encoders; core modality kinds need no hook (docs/pretraining.md)"),
     Contract("Domain.data_options", "data_options: type[pydantic.BaseModel]", "validates `cfg.data.options` when the config is resolved; the validated values reach `build_datasets` as a plain dict"),
 )
 
