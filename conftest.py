@@ -20,15 +20,10 @@ def _isolated_user_folders(tmp_path_factory: pytest.TempPathFactory) -> None:
         os.environ.pop(name, None)
 
 
-# The end-to-end runs of the life-cycle verbs (pretraining, export, quantisation, pruning, serving, Ray Serve,
-# the label-efficiency study) each train or pretrain whole models: marked slow in these modules, they form the
-# `heavy` set, which the default run leaves out to keep the suite within CI's time on 2 cores.
-# `python -m pytest -m heavy` runs them (about 40 minutes on 2 cores); their fast tests stay in the default run.
-HEAVY_MODULES = frozenset({
-    "test_pretrain_cli.py", "test_export_fusions.py", "test_export_plugins.py", "test_export_cli.py",
-    "test_label_efficiency.py", "test_prune.py", "test_quantize.py", "test_serve_domains.py", "test_serve_live.py",
-    "test_serve_ray.py", "test_export.py",
-})
+# The Ray Serve end-to-end test starts a local Ray cluster and deploys a replica; it is the `heavy` set, which the
+# default run leaves out (`python -m pytest -m heavy` runs it): its replica answers 500 on readiness here (see the
+# closing note of the stop that added it), and Ray's fixed 30 s raylet start-up wait fails on a loaded machine.
+HEAVY_MODULES = frozenset({"test_serve_ray.py"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
