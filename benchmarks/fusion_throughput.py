@@ -30,6 +30,8 @@ sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent))
 
 from common import machine, table, write_results  # noqa: E402
 
+from mmapps.report.complexity import proc_status_kb  # noqa: E402
+
 MODALITIES = {"a": 16, "b": 24, "c": 8}  # modality -> tokens per sample; every token is 64 wide
 CONFIGS: dict[str, tuple[str, dict[str, Any]]] = {
     "concat": ("concat", {}),
@@ -93,16 +95,6 @@ def build(config: str, batch: int, device: str) -> tuple[Callable[[], None], Cal
     return train_step, infer_step, sync, sum(p.numel() for p in model.parameters()), str(dev)
 
 
-def _proc_status_kb(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def peak_memory(config: str, batch: int, steps: int, device: str) -> float:
     """Peak memory (MB) of `steps` training steps and inferences of one configuration (run in a subprocess).
 
@@ -116,7 +108,7 @@ def peak_memory(config: str, batch: int, steps: int, device: str) -> float:
         torch.cuda.reset_peak_memory_stats()
     try:
         Path("/proc/self/clear_refs").write_text("5")
-        base_kb = _proc_status_kb("VmRSS")
+        base_kb = proc_status_kb("VmRSS")
     except OSError:
         base_kb = None
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -126,7 +118,7 @@ def peak_memory(config: str, batch: int, steps: int, device: str) -> float:
     sync()
     if dev.startswith("cuda"):
         return torch.cuda.max_memory_allocated() / 2**20
-    peak_kb = _proc_status_kb("VmHWM")
+    peak_kb = proc_status_kb("VmHWM")
     if base_kb is not None and peak_kb is not None:
         return (peak_kb - base_kb) / 1024
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024

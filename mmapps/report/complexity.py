@@ -171,7 +171,8 @@ def first_batch(dataset: Any, cfg: Any, domain: Any, size: int) -> Any:
     return collate_samples([dataset[i] for i in range(n)], {m: domain.modality(m).layout for m in modalities})
 
 
-def _rss_kb(field: str) -> int | None:
+def proc_status_kb(field: str) -> int | None:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM...) in KiB; None where there is no procfs."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith(field + ":"):
@@ -185,7 +186,7 @@ def process_peak_mb(device: torch.device) -> float:
     """Peak memory of this process so far: CUDA max allocated, else the resident high-water mark."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
-    hwm = _rss_kb("VmHWM")
+    hwm = proc_status_kb("VmHWM")
     return (hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
 
 
@@ -214,7 +215,7 @@ def measure_inference(model: nn.Module, batches: Sequence[Any], device: torch.de
     else:
         try:
             Path("/proc/self/clear_refs").write_text("5")
-            base_kb = _rss_kb("VmRSS")
+            base_kb = proc_status_kb("VmRSS")
         except OSError:
             base_kb = None
     try:
@@ -234,7 +235,7 @@ def measure_inference(model: nn.Module, batches: Sequence[Any], device: torch.de
     if device.type == "cuda":
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
-        hwm = _rss_kb("VmHWM")
+        hwm = proc_status_kb("VmHWM")
         peak = (hwm - base_kb) / 1024 if hwm is not None and base_kb is not None else process_peak_mb(device)
     return InferenceSpeed(samples / max(seconds, 1e-9), peak, len(moved), batch_size_of(moved[0]))
 
