@@ -70,6 +70,8 @@ class ModelVersions:
         warm: ``runner -> None``, the warm-up inference run before a version is offered.
     """
 
+    batcher_factory: Any = MicroBatcher  # MicroBatcher's signature; Ray replicas use @serve.batch (mmapps.serve.ray_replica)
+
     def __init__(self, model_name: str, settings: Any, metrics: Any, warm: Any = None) -> None:
         self.model_name, self.settings, self.metrics, self.warm = model_name, settings, metrics, warm
         self.versions: dict[str, LoadedVersion] = {}
@@ -82,8 +84,8 @@ class ModelVersions:
         """Offer a loaded (and warmed) runner; the first one becomes active."""
         from mmapps.serve.modelcard import model_card
 
-        batcher = MicroBatcher(runner.predict, self.model_name, runner.version, self.settings.max_batch_size, self.settings.max_batch_delay_ms, self.metrics)
-        raw = MicroBatcher(lambda samples: runner.predict(samples, postprocess=False), self.model_name, runner.version,
+        batcher = self.batcher_factory(runner.predict, self.model_name, runner.version, self.settings.max_batch_size, self.settings.max_batch_delay_ms, self.metrics)
+        raw = self.batcher_factory(lambda samples: runner.predict(samples, postprocess=False), self.model_name, runner.version,
                            self.settings.max_batch_size, self.settings.max_batch_delay_ms, self.metrics)
         loaded = LoadedVersion(runner, batcher, raw, load_seconds=load_seconds, card=model_card(runner))
         with self._lock:
