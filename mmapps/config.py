@@ -137,6 +137,7 @@ class PretrainConfig(_Strict):
     held_out: float = Field(0.1, gt=0.0, lt=0.5, description="share of the train split's groups held out for the reconstruction loss that selects and stops (early stopping)")
     statistics_batches: int = Field(8, ge=1, description="pool batches read before training for target statistics and the trivial-predictor losses")
     report_samples: int = Field(3, ge=0, description="held-out samples pictured (original / masked / reconstructed) in the report")
+    shuffle_pairs: bool = Field(False, description="control: each pool sample's modalities re-paired with other samples' (a fixed derangement keyed on the seed, across groups), so cross-modal objectives see no true pair; the held-out set keeps its pairs")
     train: dict[str, Any] = Field(default_factory=dict, description="train.* values used when pretraining, over the recipe's (a domain's pretraining schedule); --set train.x still wins")
     options: dict[str, Any] = Field(default_factory=dict, description="domain-specific pretraining options, validated by the domain's Domain.pretrain hook (e.g. driving block_m, z_bins; surveillance lookahead, next_window)")
 
