@@ -32,6 +32,8 @@ def register(app: typer.Typer, name: str) -> None:
         burst: int = typer.Option(100, "--burst", min=1, help="requests a key may send at once"),
         max_batch_size: int = typer.Option(8, "--max-batch-size", min=1, help="micro-batch size (1: no batching)"),
         max_batch_delay_ms: float = typer.Option(5.0, "--max-batch-delay-ms", min=0.0, help="how long a request waits for batch company"),
+        max_in_flight: int | None = typer.Option(None, "--max-in-flight", min=1, help="requests in the model path at once (default 2 x batch size + decoders)"),
+        max_queued: int | None = typer.Option(None, "--max-queued", min=0, help="requests waiting for the model path; more get 503 + Retry-After (default max(32, 4 x in-flight))"),
         decode_workers: int = typer.Option(2, "--decode-workers", min=1, help="decoder child processes"),
         decode_timeout: float = typer.Option(30.0, "--decode-timeout", min=0.1, help="seconds a decode may take (the child is killed after)"),
         decode_memory_mb: int = typer.Option(4096, "--decode-memory-mb", min=64, help="memory a decoder child may add"),
@@ -59,7 +61,7 @@ def register(app: typer.Typer, name: str) -> None:
         domain = get_domain(name)
         settings = ServiceSettings(
             max_body_bytes=int(max_body_mb * 2**20), max_json_bytes=int(max_json_mb * 2**20), request_timeout_s=timeout, rate_per_key=rate, rate_burst=burst,
-            max_batch_size=max_batch_size, max_batch_delay_ms=max_batch_delay_ms, decode_workers=decode_workers, decode_timeout_s=decode_timeout,
+            max_batch_size=max_batch_size, max_batch_delay_ms=max_batch_delay_ms, max_in_flight=max_in_flight, max_queued=max_queued, decode_workers=decode_workers, decode_timeout_s=decode_timeout,
             decode_memory_mb=decode_memory_mb, max_pixels=max_pixels, max_frames=max_frames, max_points=max_points, max_files=max_files,
             store_inputs=store_inputs, gradcam=not no_gradcam, docs=not no_docs,
         )

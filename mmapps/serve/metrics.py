@@ -15,6 +15,7 @@ name                                          type       labels
 ``model_info``                                gauge      model, version (1 while loaded)
 ``ready``                                     gauge      (1 = ready for traffic)
 ``input_errors_total``                        counter    kind
+``shed_requests_total``                       counter    model (503 overloaded: load shedding)
 ``score_psi`` / ``score_ks``                  gauge      model, version, score
 ``score_ks_pvalue``                           gauge      model, version, score
 ``input_drift_psi``                           gauge      model, version, feature
@@ -123,6 +124,7 @@ class ServiceMetrics:
         self._info = Gauge("mmapps_model_info", "1 for each loaded model version", ["model", "version"], registry=r)
         self._ready = Gauge("mmapps_ready", "1 while this replica is ready for traffic", registry=r)
         self._errors = Counter("mmapps_input_errors", "Refused inputs by error class", ["kind"], registry=r)
+        self._shed = Counter("mmapps_shed_requests", "Requests refused with 503 because the model path was at capacity", ["model"], registry=r)
         self._psi = Gauge("mmapps_score_psi", "PSI of each output score vs validation", ["model", "version", "score"], registry=r)
         self._ks = Gauge("mmapps_score_ks", "KS statistic of each output score vs validation",
                          ["model", "version", "score"], registry=r)
@@ -166,6 +168,10 @@ class ServiceMetrics:
     def input_error(self, kind: str) -> None:
         """Count one refused input by its error class (e.g. ``"corrupt_dicom"``, ``"payload_too_large"``)."""
         self._errors.labels(_label(kind)).inc()
+
+    def shed(self, model: str) -> None:
+        """Count one request refused by load shedding (`mmapps.serve.admission`)."""
+        self._shed.labels(_label(model)).inc()
 
     def ready(self, value: bool) -> None:
         """Readiness of this replica (the no-ready-replica alert reads it)."""

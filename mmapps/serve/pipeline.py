@@ -81,18 +81,10 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
     if written.deidentify:
         job["deid_key"] = state.extra["deid_key"].hex()
     try:
-        try:
-            samples = await asyncio.wait_for(asyncio.to_thread(state.decoders.decode, job), state.settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            raise ServeError(504, "timeout", f"decoding the upload did not finish within {state.settings.request_timeout_s:g} s (--timeout); retry later") from None
-        if state.settings.store_inputs is not None:
-            store_inputs(state, request.state.request_id, written)
+        async with state.admission.slot():  # 503 + Retry-After when the model path is full (load shedding)
+            samples, predictions = await _decode_and_predict(state, request, written, job, loaded)
     finally:
         written.cleanup()
-    try:
-        predictions = await asyncio.wait_for(loaded.batcher.submit(samples), state.settings.request_timeout_s)
-    except asyncio.TimeoutError:
-        raise ServeError(504, "timeout", f"the model did not answer within {state.settings.request_timeout_s:g} s (--timeout); retry later") from None
     facts = input_facts(samples, runner.modalities)
     state.metrics.observe(state.domain.name, loaded.name, scores_of(predictions), facts)
     shadow = state.versions.shadow
@@ -100,6 +92,24 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
         request.state.shadow_version = shadow
         asyncio.get_running_loop().create_task(_score_shadow(state, shadow, samples, facts))
     return Served(loaded, samples, predictions)
+
+
+async def _decode_and_predict(state: ServiceState, request: Request, written: RequestRoot, job: dict[str, Any], loaded: Any) -> tuple[list, list]:
+    timeout = state.settings.request_timeout_s
+    try:
+        try:
+            samples = await asyncio.wait_for(asyncio.to_thread(state.decoders.decode, job), timeout)
+        except asyncio.TimeoutError:
+            raise ServeError(504, "timeout", f"decoding the upload did not finish within {timeout:g} s (--timeout); retry later") from None
+        if state.settings.store_inputs is not None:
+            store_inputs(state, request.state.request_id, written)
+    finally:
+        written.cleanup()
+    try:
+        predictions = await asyncio.wait_for(loaded.batcher.submit(samples), timeout)
+    except asyncio.TimeoutError:
+        raise ServeError(504, "timeout", f"the model did not answer within {timeout:g} s (--timeout); retry later") from None
+    return samples, predictions
 
 
 async def _score_shadow(state: ServiceState, name: str, samples: list[Any], facts: dict[str, list]) -> None:

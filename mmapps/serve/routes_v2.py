@@ -86,7 +86,11 @@ def router(state: ServiceState) -> APIRouter:
         loaded = state.versions.get(version)
         request.state.model, request.state.version, request.state.sha256 = name, loaded.name, loaded.runner.sha256
         samples = samples_from_tensors(tensors, loaded.runner.modality_to_layout)
-        predictions = await asyncio.wait_for(loaded.raw_batcher.submit(samples), state.settings.request_timeout_s)
+        async with state.admission.slot():  # 503 + Retry-After when the model path is full
+            try:
+                predictions = await asyncio.wait_for(loaded.raw_batcher.submit(samples), state.settings.request_timeout_s)
+            except asyncio.TimeoutError:
+                raise ServeError(504, "timeout", f"the model did not answer within {state.settings.request_timeout_s:g} s (--timeout); retry later") from None
         requested = [o.get("name") for o in payload.get("outputs") or [] if isinstance(o, dict)]
         binary_of = {o.get("name"): bool((o.get("parameters") or {}).get("binary_data")) for o in payload.get("outputs") or [] if isinstance(o, dict)}
         binary_default = bool((payload.get("parameters") or {}).get("binary_data_output"))

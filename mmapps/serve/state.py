@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mmapps.serve.admission import AdmissionControl, default_limits
 from mmapps.serve.audit import AuditLog
 from mmapps.serve.auth import KeyStore
 from mmapps.serve.limits import RateLimiter
@@ -30,6 +31,8 @@ class ServiceSettings:
         request_timeout_s: a request still running after this answers 504 (the work is abandoned).
         rate_per_key: sustained requests per second per key (<= 0: unlimited); ``rate_burst`` at once.
         max_batch_size, max_batch_delay_ms: the micro-batcher (1 / 0: no batching).
+        max_in_flight, max_queued, max_queue_wait_s: bounded admission to the model path
+            (`mmapps.serve.admission`; None: sized from the batch size and decoder count); over them 503 + Retry-After.
         decode_workers, decode_timeout_s, decode_memory_mb: the decoder subprocess pool.
         max_pixels, max_frames, max_points, max_files: caps checked in the decoder before decoding.
         store_inputs: folder where de-identified inputs are stored (debugging), or None.
@@ -44,6 +47,9 @@ class ServiceSettings:
     rate_burst: int = 100
     max_batch_size: int = 8
     max_batch_delay_ms: float = 5.0
+    max_in_flight: int | None = None
+    max_queued: int | None = None
+    max_queue_wait_s: float = 30.0
     decode_workers: int = 2
     decode_timeout_s: float = 30.0
     decode_memory_mb: int = 4096
@@ -64,6 +70,7 @@ class MetricsSink(Protocol):
     def batch(self, model: str, size: int, queue_seconds: float) -> None: ...
     def model_loaded(self, model: str, version: str, seconds: float) -> None: ...
     def input_error(self, kind: str) -> None: ...
+    def shed(self, model: str) -> None: ...
     def observe(self, model: str, version: str, scores: dict[str, np.ndarray], inputs: dict) -> None: ...
     def render(self) -> tuple[bytes, str]: ...
 
@@ -89,6 +96,9 @@ class NullMetrics:
 
     def input_error(self, kind: str) -> None:
         self.input_errors[kind] = self.input_errors.get(kind, 0) + 1
+
+    def shed(self, model: str) -> None:
+        pass
 
     def observe(self, model: str, version: str, scores: dict[str, np.ndarray], inputs: dict) -> None:
         pass
@@ -119,6 +129,7 @@ class ServiceState:
         metrics: a `MetricsSink`.
         decoders: `mmapps.serve.decoders.DecoderPool` (raw DICOM / MP4 / point clouds), or None.
         limiter: per-key `RateLimiter`.
+        admission: the model path's `mmapps.serve.admission.AdmissionControl` (load shedding).
         draining: set on SIGTERM; readiness answers 503 from then on.
         warmed: True once a warm-up inference of the active version has run.
         extra: room for monitoring / engine state (S2's drift windows, tracer...).
@@ -132,6 +143,7 @@ class ServiceState:
     metrics: MetricsSink = field(default_factory=default_metrics)
     decoders: Any = None
     limiter: RateLimiter | None = None
+    admission: AdmissionControl | None = None
     draining: bool = False
     warmed: bool = False
     in_flight: int = 0
@@ -140,6 +152,10 @@ class ServiceState:
     def __post_init__(self) -> None:
         if self.limiter is None:
             self.limiter = RateLimiter(self.settings.rate_per_key, self.settings.rate_burst)
+        if self.admission is None:
+            s = self.settings
+            limits = default_limits(s.max_batch_size, s.decode_workers, s.max_in_flight, s.max_queued, s.max_queue_wait_s)
+            self.admission = AdmissionControl(self.domain.name, limits, self.metrics)
         self._idle: asyncio.Event | None = None
 
     @property
