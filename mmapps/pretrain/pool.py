@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 from torch.utils.data import Dataset
 
@@ -10,7 +11,11 @@ from mmapps.data.views import IndexedView
 
 
 class PoolView(IndexedView):
-    """The items `indices` of `dataset`; forwards ``set_epoch`` so augmentation stays keyed on the epoch."""
+    """The items `indices` of `dataset` and their ``group_ids``; forwards ``set_epoch`` so augmentation stays keyed on the epoch."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], groups: Sequence[str]) -> None:
+        super().__init__(dataset, indices)
+        self.group_ids = list(groups)
 
 
 def group_ids(dataset: Dataset) -> list[str]:
@@ -35,4 +40,4 @@ def split_pool(dataset: Dataset, fraction: float, seed: int) -> tuple[PoolView, 
         held.discard(max(score, key=score.get))
     pool = [i for i, g in enumerate(groups) if g not in held]
     out = [i for i, g in enumerate(groups) if g in held]
-    return PoolView(dataset, pool), PoolView(dataset, out)
+    return PoolView(dataset, pool, [groups[i] for i in pool]), PoolView(dataset, out, [groups[i] for i in out])

@@ -76,11 +76,16 @@ def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path
     pool, held_out = split_pool(splits.train, cfg.pretrain.held_out, cfg.seed)  # the train split only: never val or test
     if len(pool) == 0:
         raise DataError(f"data root {cfg.data.root}: no usable training sample to pretrain on ({splits.issues.summary()}); check the paths and formats in docs/{domain.name}.md")
+    modalities = selected_modalities(cfg, domain)
+    if cfg.pretrain.shuffle_pairs:  # the control: no true pair in the pool; the held-out set keeps its pairs
+        from mmapps.pretrain.shuffle import ShuffledPairs
+
+        pool = ShuffledPairs(pool, modalities, {m: domain.modality(m).layout for m in modalities}, pool.group_ids, cfg.seed)
     if runtime.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(config_to_yaml(cfg))
-        (run_dir / "pool.json").write_text(json.dumps({"pool samples": len(pool), "held-out samples": len(held_out), "train split samples": len(splits.train), "held-out fraction of groups": cfg.pretrain.held_out}, indent=1))
-    modalities = selected_modalities(cfg, domain)
+        (run_dir / "pool.json").write_text(json.dumps({"pool samples": len(pool), "held-out samples": len(held_out), "train split samples": len(splits.train), "held-out fraction of groups": cfg.pretrain.held_out,
+                                                      "pairs shuffled across samples": cfg.pretrain.shuffle_pairs}, indent=1))
     backbone = build_model_checked(cfg, domain)
     model, transferred = build_pretrain_model(cfg, domain, backbone, modalities)
     model.to(runtime.device)
