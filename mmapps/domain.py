@@ -39,6 +39,10 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
 - ``pretrain(cfg, domain, model) -> mmapps.pretrain.contract.PretrainParts``: optional; how the
   model's encoders and token fusion are reached and which modalities declare their own masking
   unit and target (see `mmapps.pretrain.contract`); core modality kinds need no hook.
+- ``serve(api: fastapi.APIRouter, state: mmapps.serve.state.ServiceState)``: optional; adds the
+  domain's own endpoints on its raw formats (``POST /v1/<name>/predict``) to the service's predict
+  router, built on `mmapps.serve.pipeline.serve_root`; without it a domain is served through
+  ``/v1/<name>/predict-files`` (its readers and prediction writer) and the v2 tensor protocol.
 """
 
 from __future__ import annotations
@@ -170,6 +174,7 @@ class Domain:
             folder is named by it, so an old cache is not reused silently.
         export: lazy ref or None; the ONNX export adapter factory (module docstring).
         pretrain: lazy ref or None; the self-supervised pretraining hook (module docstring).
+        serve: lazy ref or None; the domain's own service endpoints (module docstring).
     """
 
     name: str
@@ -194,6 +199,7 @@ class Domain:
     demo_version: int = 1
     export: Ref | None = None
     pretrain: Ref | None = None
+    serve: Ref | None = None
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

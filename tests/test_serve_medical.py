@@ -104,7 +104,7 @@ def test_served_scores_equal_the_predict_workflow_on_the_same_study(served, dico
     """The service's decode -> model -> sigmoid path gives the scores `mmapps medical predict` writes."""
     import csv
 
-    from mmapps.serve.request_roots import medical_root
+    from mmapps_domains.medical.serve import request_root as medical_root
     from mmapps.workflows.run import predict
 
     runner = served["state"].versions.get("v1").runner
@@ -206,9 +206,9 @@ def test_stored_inputs_are_de_identified(served, dicom_bytes):
 
 
 def test_decoder_crash_and_hang_cost_only_that_request(served, dicom_bytes, monkeypatch):
-    from mmapps.serve import request_roots
+    from mmapps_domains.medical import serve as medical_serve
 
-    original = request_roots.medical_root
+    original = medical_serve.request_root
     pids = set(served["state"].decoders.pids)
     for reader, status in (("mmapps.serve.testkit:crash_reader", 422),):
         def broken(*args, reader=reader, **kwargs):
@@ -216,10 +216,10 @@ def test_decoder_crash_and_hang_cost_only_that_request(served, dicom_bytes, monk
             written.reader = reader
             return written
 
-        monkeypatch.setattr(request_roots, "medical_root", broken)
+        monkeypatch.setattr(medical_serve, "request_root", broken)
         r = _predict(served, [dicom_bytes])
         assert r.status_code == status and r.json()["class"] == "decoder_crashed", r.text
-        monkeypatch.setattr(request_roots, "medical_root", original)
+        monkeypatch.setattr(medical_serve, "request_root", original)
     assert served["client"].get("/v2/health/live").status_code == 200
     assert _predict(served, [dicom_bytes]).status_code == 200
     assert set(served["state"].decoders.pids) != pids  # the crashed child was replaced
@@ -356,7 +356,7 @@ def test_version_switch_rollback_and_shadow_without_failed_requests(served, dico
 
 def test_batched_scores_equal_single_scores_also_for_mixed_requests(served, dicom_bytes):
     """Concurrent requests batched together (with and without a note, one or two images) score as when sent alone."""
-    from mmapps.serve.request_roots import medical_root
+    from mmapps_domains.medical.serve import request_root as medical_root
 
     state = served["state"]
     loaded = state.versions.get("v1")

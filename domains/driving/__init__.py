@@ -79,6 +79,7 @@ domain = Domain(
     baselines=(),  # the LiDAR-only baseline is the "lidar_only" fusion; the camera alone gives no 3D boxes
     write_predictions=f"{_P}.predictions:write_kitti_results",
     export=f"{_P}.export:make_adapter",
+    serve=f"{_P}.serve:add_routes",
     build_model=f"{_P}.model:build_model",
     report_sections=(f"{_P}.report:kitti_sections",),
     extra_commands=f"{_P}.commands:add_commands",

@@ -92,6 +92,7 @@ domain = Domain(
     write_predictions="mmapps_domains.medical.predictions:write_findings_csv",
     report_sections=("mmapps_domains.medical.report:findings_sections",),
     extra_commands="mmapps_domains.medical.commands:add_commands",
+    serve="mmapps_domains.medical.serve:add_routes",
     data_options="mmapps_domains.medical.options:MedicalDataOptions",
     headline_metrics=(
         "auroc/macro", "auroc/micro", "auroc/competition5", "auprc/macro", "ece/macro",

@@ -70,6 +70,7 @@ domain = Domain(
     write_predictions=f"{_PKG}.predictions:write_predictions",
     setup=f"{_PKG}.encoders:setup",
     export=f"{_PKG}.export:make_adapter",
+    serve=f"{_PKG}.serve:add_routes",
     build_model=f"{_PKG}.model:build_model",
     report_sections=(f"{_PKG}.report:timeline_sections", f"{_PKG}.report:alarm_sections"),
     extra_commands=f"{_PKG}.cli:add_commands",

@@ -2,19 +2,15 @@
 
 The server never parses an uploaded file itself: it writes the bytes under names it chooses
 (never the client's file names, which may carry identifiers) in the layout the domain documents,
-and a decoder child reads them (`mmapps.serve.decode_worker`). Per domain:
-
-- medical: ``images/image-<i>.dcm`` + ``manifest.csv`` (one study, ``split=test``, blank label
-  columns, the note inline with its ``note_kind``), read by ``Domain.build_datasets``;
-- driving: KITTI ``testing/{velodyne,image_2,calib}/000000.*``, read by the domain's frame index;
-- surveillance: ``clips/clip.mp4`` (+ ``mic/clip.wav``, ``chat/clip.jsonl``) and ``manifest.jsonl``;
-- any other domain (third-party plugins): the uploaded files at the relative paths the client
-  gives (a data root as the plugin documents it), read by ``Domain.build_datasets``, every split.
+and a decoder child reads them (`mmapps.serve.decode_worker`). A domain's own endpoints
+(``Domain.serve``, e.g. ``domains/medical/serve.py``) write their layout with `new_root` and return
+a `RequestRoot`; `files_root` serves every domain (third-party plugins included): the uploaded
+files at the relative paths the client gives (a data root as the plugin documents it), read by
+``Domain.build_datasets``, every split.
 """
 
 from __future__ import annotations
 
-import csv
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -46,23 +42,6 @@ class RequestRoot:
 
 def new_root(base: Path | None = None) -> Path:
     return Path(tempfile.mkdtemp(prefix="mmapps-serve-", dir=base))  # mkdtemp creates it 0700
-
-
-def medical_root(dicoms: list[bytes], note: str | None, note_kind: str | None, findings: list[str], base: Path | None = None) -> RequestRoot:
-    """One study: the DICOM files in upload order, the note inline (or none)."""
-    root = new_root(base)
-    (root / "images").mkdir()
-    paths = []
-    for i, data in enumerate(dicoms):
-        path = root / "images" / f"image-{i}.dcm"
-        path.write_bytes(data)
-        paths.append(f"images/image-{i}.dcm")
-    columns = ["study_id", "subject_id", "dicom_paths", "note_text", "note_kind", "split", *findings]
-    with open(root / "manifest.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerow({"study_id": "request", "subject_id": "request", "dicom_paths": ";".join(paths), "note_text": note or "", "note_kind": note_kind or "", "split": "test"})
-    return RequestRoot(root, deidentify=True)
 
 
 def safe_relative(name: str) -> PurePosixPath:

@@ -1,8 +1,8 @@
 """The domain endpoints on raw formats: ``POST /v1/<domain>/predict`` (multipart).
 
-Built-in domains get a form shaped like their data (medical: DICOM files + note; driving: LiDAR
-+ camera + calib; surveillance: clip + audio + chat log); every domain, third-party plugins
-included, also gets ``POST /v1/<domain>/predict-files``: the files of a small data root at
+A domain that declares ``Domain.serve`` adds its own form shaped like its data (the built-in
+ones in ``domains/<d>/serve.py``: medical DICOM files + note, driving LiDAR + camera + calib,
+surveillance clip + audio + chat log); every domain, third-party plugins included, also gets ``POST /v1/<domain>/predict-files``: the files of a small data root at
 the relative paths its plugin documents, read by the plugin's own ``build_datasets`` and
 answered as the plugin's own prediction file (its ``write_predictions``) plus JSON. No web
 code is needed in a plugin.
@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
+from mmapps.domain import resolve
 from mmapps.serve.errors import ServeError
 from mmapps.serve.pipeline import serve_root
 from mmapps.serve.request_roots import files_root
@@ -54,28 +55,6 @@ def router(state: ServiceState) -> APIRouter:
         return {**answer_header(served, request), "samples": [{"sample_id": p.sample_id, **p.tasks} for p in served.predictions],
                 "prediction_file": predictions_file(served)}
 
-    extra = DOMAIN_ROUTES.get(name)
-    if extra is not None:
-        extra(api, state)
+    if state.domain.serve is not None:  # the domain's own endpoints on its raw formats (Domain.serve)
+        resolve(state.domain.serve)(api, state)
     return api
-
-
-def _medical(api: APIRouter, state: ServiceState) -> None:
-    from mmapps.serve.medical import add_medical_route
-
-    add_medical_route(api, state)
-
-
-def _driving(api: APIRouter, state: ServiceState) -> None:
-    from mmapps.serve.driving import add_driving_route
-
-    add_driving_route(api, state)
-
-
-def _surveillance(api: APIRouter, state: ServiceState) -> None:
-    from mmapps.serve.surveillance import add_surveillance_route
-
-    add_surveillance_route(api, state)
-
-
-DOMAIN_ROUTES = {"medical": _medical, "driving": _driving, "surveillance": _surveillance}

@@ -40,6 +40,7 @@ CONTRACTS: tuple[Contract, ...] = (
     Contract("Domain.extra_commands", "extra_commands(app: typer.Typer) -> None", "adds domain verbs; imports heavy modules inside the commands"),
     Contract("Domain.export", "export(model: nn.Module, cfg: RunConfig, domain: Domain, example_batch: Batch) -> mmapps.export.adapter.ExportAdapter", "optional, for a domain with its own `build_model`: the graph module whose inputs are tensors only (every modality and its presence an input), the pre-step outside it and a `GraphRuntime` built from the sidecar alone (docs/deploy.md)"),
     Contract("Domain.pretrain", "pretrain(cfg: RunConfig, domain: Domain, model: nn.Module) -> mmapps.pretrain.contract.PretrainParts", "optional: the encoders, the fusion and one `ModalityObjective` per modality (masking unit, target, decoder) for a domain's own encoders; core modality kinds need no hook (docs/pretraining.md)"),
+    Contract("Domain.serve", "serve(api: fastapi.APIRouter, state: mmapps.serve.state.ServiceState) -> None", "optional: adds the domain's endpoints on its raw formats (`POST /v1/<name>/predict`) that write the upload as a data root (`mmapps.serve.request_roots.RequestRoot`) and answer through `mmapps.serve.pipeline.serve_root`; without it the domain is served by `/v1/<name>/predict-files` from its readers and prediction writer (docs/deploy.md)"),
     Contract("Domain.data_options", "data_options: type[pydantic.BaseModel]", "validates `cfg.data.options` when the config is resolved; the validated values reach `build_datasets` as a plain dict"),
 )
 

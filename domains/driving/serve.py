@@ -1,27 +1,61 @@
-"""``POST /v1/driving/predict``: one LiDAR frame (+ camera image) + KITTI calib -> boxes as KITTI result lines and JSON.
+"""The driving domain's served endpoint (its ``Domain.serve`` hook): ``POST /v1/driving/predict``.
 
-The files are written as a KITTI ``testing/`` frame and read by the driving domain's own readers
-(``.bin`` / ``.npy`` by ``point_layout``, ``.pcd``, ``.ply``); the boxes are the domain's own
+One LiDAR frame (+ camera image) + KITTI calib -> boxes as KITTI result lines and JSON. The files
+are written as a KITTI ``testing/{velodyne,image_2,calib}/000000.*`` frame (`request_root`) and
+read in a decoder child by `read_frames`, the domain's own frame index and dataset (``.bin`` /
+``.npy`` by ``point_layout``, ``.pcd``, ``.ply``); the boxes are the domain's own
 post-processing, and the KITTI lines its own prediction writer's.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.request_roots import RequestRoot, new_root
 from mmapps.serve.state import ServiceState
 
 LIDAR_SUFFIXES = (".bin", ".npy", ".pcd", ".ply")
 LAYOUTS = ("kitti", "nuscenes", "waymo")
 
 
-def add_driving_route(api: APIRouter, state: ServiceState) -> None:
+def read_frames(cfg: Any, root: Path) -> list[Any]:
+    """The decoder-side reader: KITTI ``testing/`` frames (unlabelled, no split lists), as the ``test_folder=testing`` option reads them."""
+    from mmapps_domains.driving.dataset import (
+        KittiDetectionDataset,
+        data_options,
+        index_frames,
+    )
+    from mmapps_domains.driving.layouts import resolve_layout
+
+    from mmapps.data import IssueLog
+
+    options = data_options(cfg)
+    frames = index_frames(Path(root), "testing", options, IssueLog(on_error="stop"), resolve_layout(options.point_layout))
+    dataset = KittiDetectionDataset(frames, options, train=False, seed=cfg.seed)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def request_root(lidar_suffix: str, lidar: bytes, calib: bytes, camera: bytes | None, point_layout: str, base: Path | None = None) -> RequestRoot:
+    """One frame as a KITTI ``testing/`` folder, read by `read_frames`."""
+    root = new_root(base)
+    frame = root / "testing"
+    for folder in ("velodyne", "calib", "image_2"):
+        (frame / folder).mkdir(parents=True)
+    (frame / "velodyne" / f"000000{lidar_suffix}").write_bytes(lidar)
+    (frame / "calib" / "000000.txt").write_bytes(calib)
+    if camera is not None:
+        (frame / "image_2" / "000000.png").write_bytes(camera)
+    return RequestRoot(root, reader=f"{__name__}:read_frames", options={"point_layout": point_layout, "use_camera": camera is not None, "cache_frames": False})
+
+
+def add_routes(api: APIRouter, state: ServiceState) -> None:
+    """``Domain.serve``: add ``POST /v1/driving/predict`` to the service's predict router."""
     from mmapps.serve.generic import predictions_file
     from mmapps.serve.pipeline import serve_root
-    from mmapps.serve.request_roots import RequestRoot, new_root
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/driving/predict")
@@ -39,15 +73,8 @@ def add_driving_route(api: APIRouter, state: ServiceState) -> None:
             raise ServeError(400, "bad_field", f"lidar: file name suffix {suffix or '(none)'!r}; accepted {', '.join(LIDAR_SUFFIXES)}")
         if point_layout not in LAYOUTS:
             raise ServeError(400, "bad_field", f"point_layout: expected one of {', '.join(LAYOUTS)}")
-        root = new_root(state.extra.get("upload_dir"))
-        base = root / "testing"
-        for folder in ("velodyne", "calib", "image_2"):
-            (base / folder).mkdir(parents=True)
-        (base / "velodyne" / f"000000{suffix}").write_bytes(await lidar.read())
-        (base / "calib" / "000000.txt").write_bytes(await calib.read())
-        if camera is not None:
-            (base / "image_2" / "000000.png").write_bytes(await camera.read())
-        written = RequestRoot(root, reader="mmapps.serve.readers:driving_frames", options={"point_layout": point_layout, "use_camera": camera is not None, "cache_frames": False})
+        written = request_root(suffix, await lidar.read(), await calib.read(), await camera.read() if camera is not None else None,
+                               point_layout, state.extra.get("upload_dir"))
         served = await serve_root(state, request, written, version)
         detections = served.predictions[0].tasks["objects"]
         boxes = [{key: detections[key][i] for key in ("name", "score", "boxes_lidar", "boxes_camera", "bbox", "alpha")} for i in range(len(detections["name"]))]

@@ -1,18 +1,22 @@
-"""``POST /v1/surveillance/predict``: a clip (+ audio) + its chat log -> timed events.
+"""The surveillance domain's served endpoint (its ``Domain.serve`` hook): ``POST /v1/surveillance/predict``.
 
-Written as a one-clip surveillance data root (``manifest.jsonl``, ``split: test``) and read by the
-domain's own ``build_datasets``; the events are its own post-processing (per-second scores) and
-its prediction writer's segments. The live WebSocket endpoint is `mmapps.serve.live`.
+A clip (+ audio) + its chat log -> timed events. Written as a one-clip data root (`request_root`:
+``clips/clip.<ext>``, ``chat/clip.<ext>``, ``mic/clip.wav``, ``manifest.jsonl`` with ``split: test``)
+and read by the domain's own ``build_datasets``; the events are its own post-processing
+(per-second scores) and its prediction writer's segments. The live WebSocket endpoint is
+`mmapps.serve.live`.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Request, UploadFile
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.request_roots import RequestRoot, new_root
 from mmapps.serve.state import ServiceState
 
 CLIP_SUFFIXES = (".mp4", ".ts", ".mkv", ".mov", ".webm")
@@ -24,10 +28,28 @@ def _suffix(upload: UploadFile) -> str:
     return "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
 
 
-def add_surveillance_route(api: APIRouter, state: ServiceState) -> None:
+def request_root(clip_suffix: str, clip: bytes, chat_suffix: str | None, chat: bytes | None, audio: bytes | None, base: Path | None = None) -> RequestRoot:
+    """One clip (+ chat log, + microphone track) as a surveillance data root with a one-line ``manifest.jsonl``."""
+    root = new_root(base)
+    entry: dict[str, Any] = {"id": "request", "clip": f"clips/clip{clip_suffix}", "split": "test", "labels": [], "segments": []}
+    (root / "clips").mkdir()
+    (root / entry["clip"]).write_bytes(clip)
+    if chat is not None:
+        (root / "chat").mkdir()
+        entry["chat"] = f"chat/clip{chat_suffix}"
+        (root / entry["chat"]).write_bytes(chat)
+    if audio is not None:
+        (root / "mic").mkdir()
+        entry["audio"] = "mic/clip.wav"
+        (root / entry["audio"]).write_bytes(audio)
+    (root / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
+    return RequestRoot(root)
+
+
+def add_routes(api: APIRouter, state: ServiceState) -> None:
+    """``Domain.serve``: add ``POST /v1/surveillance/predict`` to the service's predict router."""
     from mmapps.serve.generic import predictions_file
     from mmapps.serve.pipeline import serve_root
-    from mmapps.serve.request_roots import RequestRoot, new_root
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/surveillance/predict")
@@ -43,20 +65,9 @@ def add_surveillance_route(api: APIRouter, state: ServiceState) -> None:
             raise ServeError(400, "bad_field", f"clip: file name suffix {_suffix(clip) or '(none)'!r}; accepted {', '.join(CLIP_SUFFIXES)}")
         if chat is not None and _suffix(chat) not in CHAT_SUFFIXES:
             raise ServeError(400, "bad_field", f"chat: file name suffix {_suffix(chat) or '(none)'!r}; accepted {', '.join(CHAT_SUFFIXES)}")
-        root = new_root(state.extra.get("upload_dir"))
-        entry: dict[str, Any] = {"id": "request", "clip": f"clips/clip{_suffix(clip)}", "split": "test", "labels": [], "segments": []}
-        (root / "clips").mkdir()
-        (root / entry["clip"]).write_bytes(await clip.read())
-        if chat is not None:
-            (root / "chat").mkdir()
-            entry["chat"] = f"chat/clip{_suffix(chat)}"
-            (root / entry["chat"]).write_bytes(await chat.read())
-        if audio is not None:
-            (root / "mic").mkdir()
-            entry["audio"] = "mic/clip.wav"
-            (root / entry["audio"]).write_bytes(await audio.read())
-        (root / "manifest.jsonl").write_text(json.dumps(entry) + "\n")
-        served = await serve_root(state, request, RequestRoot(root), version)
+        written = request_root(_suffix(clip), await clip.read(), _suffix(chat) if chat is not None else None, await chat.read() if chat is not None else None,
+                               await audio.read() if audio is not None else None, state.extra.get("upload_dir"))
+        served = await serve_root(state, request, written, version)
         prediction = {task: p for task, p in served.predictions[0].tasks.items()}
         return {**answer_header(served, request), "predictions": prediction, "events": predictions_file(served)["text"],
                 "presence": {m: served.samples[0].inputs.get(m) is not None for m in served.loaded.runner.modalities}}

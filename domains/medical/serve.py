@@ -1,4 +1,9 @@
-"""``POST /v1/medical/predict``: DICOM files of one study + the note -> per-finding probability and decision.
+"""The medical domain's served endpoint (its ``Domain.serve`` hook): ``POST /v1/medical/predict``.
+
+DICOM files of one study + the note -> per-finding probability and the decision at the
+validation-chosen threshold. The upload is written as a one-study data root (`request_root`:
+``images/image-<i>.dcm`` + ``manifest.csv``, ``split=test``, the note inline) that the domain's own
+``build_datasets`` reads in a decoder child.
 
 The DICOM files are de-identified (the medical domain's PS3.15 de-identifier) in the decoder
 child before they are read, stored or logged; the answer names no patient. ``gradcam=true``
@@ -10,13 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
 import io
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.request_roots import RequestRoot, new_root
 from mmapps.serve.state import ServiceState
 
 NOTE_KINDS = ("referral", "request", "indication", "history", "clinical", "context", "report")
@@ -40,9 +48,25 @@ class MedicalAnswer(BaseModel):
     gradcam: dict[str, Any] | None = Field(None, description="{finding, png_base64} when gradcam=true")
 
 
-def add_medical_route(api: APIRouter, state: ServiceState) -> None:
+def request_root(dicoms: list[bytes], note: str | None, note_kind: str | None, findings: list[str], base: Path | None = None) -> RequestRoot:
+    """One study: the DICOM files in upload order (de-identified in the decoder child before they are read), the note inline (or none)."""
+    root = new_root(base)
+    (root / "images").mkdir()
+    paths = []
+    for i, data in enumerate(dicoms):
+        (root / "images" / f"image-{i}.dcm").write_bytes(data)
+        paths.append(f"images/image-{i}.dcm")
+    columns = ["study_id", "subject_id", "dicom_paths", "note_text", "note_kind", "split", *findings]
+    with open(root / "manifest.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerow({"study_id": "request", "subject_id": "request", "dicom_paths": ";".join(paths), "note_text": note or "", "note_kind": note_kind or "", "split": "test"})
+    return RequestRoot(root, deidentify=True)
+
+
+def add_routes(api: APIRouter, state: ServiceState) -> None:
+    """``Domain.serve``: add ``POST /v1/medical/predict`` to the service's predict router."""
     from mmapps.serve.pipeline import serve_root
-    from mmapps.serve import request_roots
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header, read_uploads
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/medical/predict")
@@ -62,7 +86,7 @@ def add_medical_route(api: APIRouter, state: ServiceState) -> None:
             raise ServeError(400, "bad_field", "gradcam: Grad-CAM maps are switched off on this server (--no-gradcam)")
         datas = await read_uploads(state, dicom, "DICOM")
         findings = list(state.versions.get(version).runner.labels["findings"])
-        written = request_roots.medical_root(datas, note if note and note.strip() else None, note_kind, findings, state.extra.get("upload_dir"))
+        written = request_root(datas, note if note and note.strip() else None, note_kind, findings, state.extra.get("upload_dir"))
         served = await serve_root(state, request, written, version)
         sample, prediction = served.samples[0], served.predictions[0].tasks["findings"]
         labels = served.loaded.runner.labels["findings"]
