@@ -45,7 +45,7 @@ class DomainLoadError(MmappsError):
 
 
 class NothingToResumeError(MmappsError):
-    """``--resume`` on a folder that holds no resumable run (no config.yaml or no checkpoints/last.pt)."""
+    """``--resume`` on a folder that holds no resumable run (no config.yaml or no checkpoints/resume.safetensors)."""
 
     exit_code = 6
 

@@ -97,7 +97,7 @@ def file_size_limit():
 @pytest.mark.parametrize("kind", ["training state", "inference"])
 def test_failed_write_is_a_clean_error_and_keeps_the_last_good_checkpoint(tmp_path, file_size_limit, kind):
     small, big = nn.Linear(2, 2), nn.Linear(200, 200)  # 160 kB of weights: beyond the limit
-    name = "last.pt" if kind == "training state" else "last.safetensors"
+    name = ckpt.TRAINING_STATE_FILE if kind == "training state" else "last.safetensors"
     path = tmp_path / name
 
     def save(model: nn.Module) -> None:
@@ -143,13 +143,14 @@ def test_inference_and_training_state_temporaries_share_one_pattern(tmp_path, mo
 
     monkeypatch.setattr(ckpt.tempfile, "mkstemp", spy)
     ckpt.save_inference_checkpoint(tmp_path / "best.safetensors", nn.Linear(2, 2), "domain: x\n", {})
-    ckpt.save_training_state(tmp_path / "last.pt", {"epoch": 1})
-    assert seen[0].startswith(".best.safetensors.") and seen[1].startswith(".last.pt.") and all(s.endswith(".tmp") for s in seen)
+    ckpt.save_training_state(tmp_path / ckpt.TRAINING_STATE_FILE, {"epoch": 1})
+    assert seen[0].startswith(".best.safetensors.") and seen[1].startswith(f".{ckpt.TRAINING_STATE_FILE}.") and all(s.endswith(".tmp") for s in seen)
 
 
-def test_missing_last_pt_is_nothing_to_resume(tmp_path):
-    with pytest.raises(NothingToResumeError, match="nothing to resume"):
-        ckpt.load_training_state(tmp_path / "checkpoints" / "last.pt")
+def test_missing_training_state_is_nothing_to_resume(tmp_path):
+    with pytest.raises(NothingToResumeError, match="nothing to resume") as info:
+        ckpt.load_training_state(tmp_path / "checkpoints" / ckpt.TRAINING_STATE_FILE)
+    assert f"checkpoints/{ckpt.TRAINING_STATE_FILE}" in str(info.value)
 
 
 def test_second_holder_of_a_run_folder_is_refused_naming_the_holder(tmp_path):

@@ -52,7 +52,7 @@ def test_label_budget_and_max_steps(shapes_domain, tmp_path):
     _, result = _train(shapes_domain, tmp_path / "run", ["data.label_budget=12", "data.label_budget_val=0", "train.max_steps=3", "train.batch_size=4"])
     assert result.info["train samples"] == 12 and result.info["val samples"] == 0
     assert result.info["labelled train samples"].startswith("12 of ")
-    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    state = ckpt.load_training_state(tmp_path / "run" / "checkpoints" / ckpt.TRAINING_STATE_FILE, tensors=False)
     assert int(state["global_step"]) == 3  # 3 batches of 4 = one epoch of the 12 labelled samples; epochs=2 ignored
 
 

@@ -27,7 +27,7 @@ def shapes_pretrain(shapes_domain, tmp_path_factory):
 def test_shapes_smoke_pretrain_writes_a_run_directory(shapes_pretrain):
     out, output = shapes_pretrain
     assert "held-out L_image" in output and "held-out L_measurements" in output and "--init" in output
-    for name in ("config.yaml", "pool.json", "report.md", "metrics.json", "checkpoints/pretrained.safetensors", "checkpoints/decoders.safetensors", "checkpoints/last.pt", "figures/pretrain_losses.png", "figures/pretrain_image_0.png"):
+    for name in ("config.yaml", "pool.json", "report.md", "metrics.json", "checkpoints/pretrained.safetensors", "checkpoints/decoders.safetensors", "checkpoints/resume.safetensors", "figures/pretrain_losses.png", "figures/pretrain_image_0.png"):
         assert (out / name).is_file(), name
     with (out / "logs" / "pretrain_steps.csv").open() as handle:
         rows = list(csv.DictReader(handle))

@@ -4,7 +4,7 @@ was never interrupted; for the example plugin and every built-in domain, with Da
 
 A child process runs the real ``train`` workflow with a callback that SIGKILLs its own process
 after N training steps, or with the checkpoint writer wrapped so that the process SIGKILLs itself
-half-way through writing ``last.pt`` (the temporary file is left behind, as after a real crash).
+half-way through writing ``resume.safetensors`` (the temporary file is left behind, as after a real crash).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ CHILD = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
 
     callbacks = [KillAfterSteps()] if mode == "steps" else []
-    if mode == "write":  # die half-way through the count-th write of last.pt
+    if mode == "write":  # die half-way through the count-th write of the training state
         real_atomic_write, writes = ckpt.atomic_write, [0]
 
         def atomic_write(path, write):
-            if Path(path).name != "last.pt":
+            if Path(path).name != ckpt.TRAINING_STATE_FILE:
                 return real_atomic_write(path, write)
             writes[0] += 1
             if writes[0] < count:
@@ -117,7 +117,7 @@ def assert_same_run(a: Path, b: Path) -> None:
 
 
 def kill_write_kill_resume(tmp_path: Path, env: dict, domain: str, recipe: str, overrides: list[str], write_kill: int, step_kill: int) -> None:
-    """Straight run vs. a run killed during its `write_kill`-th last.pt write, resumed and killed again
+    """Straight run vs. a run killed during its `write_kill`-th training-state write, resumed and killed again
     `step_kill` steps later (mid-epoch), then resumed to the end through the CLI."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     done = run_child(tmp_path, env, domain, recipe, straight, overrides=overrides)
@@ -125,7 +125,7 @@ def kill_write_kill_resume(tmp_path: Path, env: dict, domain: str, recipe: str, 
 
     killed = run_child(tmp_path, env, domain, recipe, resumed, "write", write_kill, overrides=overrides)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    leftovers = list((resumed / "checkpoints").glob(".last.pt.*.tmp"))
+    leftovers = list((resumed / "checkpoints").glob(".resume.safetensors.*.tmp"))
     assert leftovers, "the killed write leaves its temporary file, as a real crash does"
     assert not (resumed / "metrics.json").exists()
 
@@ -158,7 +158,7 @@ def test_kill_at_epoch_boundary_checkpoints_only_resumes_exactly(shapes_site, tm
 
 
 DOMAINS = {
-    # (recipe, overrides, kill during the n-th last.pt write, then kill n steps after that resume)
+    # (recipe, overrides, kill during the n-th training-state write, then kill n steps after that resume)
     "medical": ("smoke", ["data.demo_n=24", "train.epochs=2", "train.batch_size=4", "train.checkpoint_every_steps=2"], 2, 2),
     "driving": ("smoke", ["data.demo_n=12", "train.epochs=2", "train.max_steps_per_epoch=4", "train.checkpoint_every_steps=2"], 2, 2),
     "surveillance": ("smoke", ["data.demo_n=10", "train.epochs=2", "train.batch_size=2", "train.checkpoint_every_steps=2"], 2, 2),

@@ -35,7 +35,7 @@ def test_both_nothing_to_resume_cases_exit_with_one_documented_code(shapes_site,
     for proc in (empty, early):
         assert proc.returncode == NothingToResumeError.exit_code == 6, proc.stderr
         assert "nothing to resume" in proc.stderr and "Traceback" not in proc.stderr
-    assert "no config.yaml" in empty.stderr and "checkpoints/last.pt" in early.stderr
+    assert "no config.yaml" in empty.stderr and "checkpoints/resume.safetensors" in early.stderr
 
 
 def test_resume_of_a_copied_run_folder_writes_into_the_copy(shapes_smoke_run, shapes_site, tmp_path):
@@ -68,7 +68,7 @@ def test_second_run_on_a_busy_run_folder_is_refused_naming_the_holder(shapes_sit
 
 def test_a_write_failing_in_training_exits_8_naming_the_file_and_keeps_the_last_good_checkpoint(shapes_smoke_run, shapes_site, tmp_path):
     checkpoints = shapes_smoke_run.run_dir / "checkpoints"
-    best, last = (checkpoints / "best.safetensors").stat().st_size, (checkpoints / "last.pt").stat().st_size
+    best, last = (checkpoints / "best.safetensors").stat().st_size, (checkpoints / "resume.safetensors").stat().st_size
     assert best < last
     limit = (best + last) // 2  # the weights fit, the training state (weights + optimiser moments) does not
 
@@ -79,7 +79,7 @@ def test_a_write_failing_in_training_exits_8_naming_the_file_and_keeps_the_last_
     run = tmp_path / "run"
     proc = _cli(_env(shapes_site), "shapes", "train", "--recipe", "smoke", "--out", str(run), *QUICK, preexec_fn=limit_file_size)
     assert proc.returncode == WriteError.exit_code == 8, proc.stderr[-2000:]
-    assert f"cannot write {run / 'checkpoints' / 'last.pt'}: EFBIG" in proc.stderr and "MB free of" in proc.stderr
+    assert f"cannot write {run / 'checkpoints' / 'resume.safetensors'}: EFBIG" in proc.stderr and "MB free of" in proc.stderr
     assert "Traceback" not in proc.stderr
     from mmapps.train import checkpoint as ckpt
 

@@ -17,7 +17,7 @@ from mmapps.workflows.run import train
 
 def test_run_directory_contents(shapes_smoke_run):
     run = shapes_smoke_run.run_dir
-    for name in ("config.yaml", "metrics.json", "predictions.jsonl", "report.md", "report.json", "splits.json", "summary.json", "checkpoints/best.safetensors", "checkpoints/last.pt", "logs/metrics.csv"):
+    for name in ("config.yaml", "metrics.json", "predictions.jsonl", "report.md", "report.json", "splits.json", "summary.json", "checkpoints/best.safetensors", "checkpoints/resume.safetensors", "logs/metrics.csv"):
         assert (run / name).exists(), name
     assert list((run / "logs" / "tensorboard").iterdir()), "TensorBoard event files"
     metrics = json.loads((run / "metrics.json").read_text())

@@ -2,8 +2,9 @@
 
 - Inference checkpoint: ``*.safetensors`` holding the weights, with the resolved config (YAML)
   and the label maps (JSON) in its metadata; enough to rebuild the model and predict.
-- Resumable state: ``last.pt`` of tensors and plain values only (model, optimiser, schedule
-  position, sampler position, early-stopping state, RNG), loaded with ``torch.load(weights_only=True)``.
+- Resumable state: ``resume.safetensors`` (model, optimiser, schedule position, sampler position,
+  early-stopping state, RNG), tensors in safetensors and the rest as JSON in its metadata
+  (`mmapps.train.state_io`). Nothing here unpickles: an old pickle-based ``last.pt`` is refused.
 
 Every write goes to ``.<name>.<random>.tmp`` beside the target, is flushed to disk, then renamed
 over it: a kill leaves the previous file intact and at worst a temporary file, which
@@ -22,9 +23,13 @@ import torch
 from torch import nn
 
 from mmapps.errors import CheckpointError, NothingToResumeError, WriteError
+from mmapps.train import state_io
 
 FORMAT = "mmapps-checkpoint-v1"
 TEMP_SUFFIX = ".tmp"
+TRAINING_STATE_FILE = "resume.safetensors"  # beside best/last.safetensors in <run>/checkpoints
+TRAINING_STATE_KIND = "training-state"
+LEGACY_TRAINING_STATE_FILE = "last.pt"  # the pickle-based state of mmapps before the safetensors one: never loaded
 
 
 class _RecordingWriter:
@@ -135,6 +140,11 @@ def read_inference_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict
             state = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as err:  # safetensors raises several error types for bad headers
         raise CheckpointError(f"checkpoint {path}: not a readable safetensors file ({type(err).__name__}: {err}); it may be truncated or corrupted") from None
+    if metadata.get("format") == state_io.FORMAT:
+        raise CheckpointError(
+            f"checkpoint {path}: this is a run's resumable training state (for `mmapps <domain> train --resume <run folder>`), not "
+            f"an inference checkpoint; give {path.with_name('best.safetensors')} or {path.with_name('last.safetensors')} instead"
+        )
     if metadata.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {path}: no mmapps metadata (format={metadata.get('format')!r}, expected {FORMAT!r}); it was not written by mmapps")
     return state, metadata
@@ -206,16 +216,39 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: Path)
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda handle: torch.save(state, handle))
+    """Write the resumable state (`mmapps.train.state.pack_state`) as one safetensors file, atomically."""
+    payload = state_io.dumps(state, TRAINING_STATE_KIND)
+    atomic_write(path, lambda handle: handle.write(payload))
 
 
-def load_training_state(path: Path) -> dict[str, Any]:
-    if not Path(path).is_file():
+def load_training_state(path: Path, tensors: bool = True) -> dict[str, Any]:
+    """Read the resumable state at `path` (``<run>/checkpoints/resume.safetensors``); without
+    `tensors`, every tensor reads as None and only the counters, history and config are read.
+
+    Raises:
+        NothingToResumeError: no state file (the run stopped before its first checkpoint).
+        CheckpointError: an old pickle-based ``last.pt`` in its place (never loaded), or a file that
+            is truncated, corrupted or not an mmapps training state.
+    """
+    path = Path(path)
+    run = path.parent.parent
+    if not path.is_file():
+        legacy = path.with_name(LEGACY_TRAINING_STATE_FILE)
+        if legacy.is_file():
+            raise CheckpointError(
+                f"--resume {run}: {legacy} is a resumable state in the old pickle-based format (torch.save), and mmapps no longer "
+                "reads pickle files, since loading one can run code planted in it; it was not loaded. Start the run again without "
+                f"--resume, or start a new run from its weights with `mmapps <domain> train --init {path.with_name('last.safetensors')}` "
+                "(or best.safetensors; a fresh optimiser and schedule)"
+            )
         raise NothingToResumeError(
-            f"--resume {Path(path).parent.parent}: nothing to resume, no resumable checkpoint at {path} (the run stopped "
-            "before its first checkpoint); start without --resume, or point --resume at a run folder that has checkpoints/last.pt"
+            f"--resume {run}: nothing to resume, no resumable checkpoint at {path} (the run stopped before its first "
+            f"checkpoint); start without --resume, or point --resume at a run folder that has checkpoints/{TRAINING_STATE_FILE}"
         )
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(f"checkpoint {path}: cannot be loaded safely ({type(err).__name__}: {str(err).splitlines()[0]}); it may be truncated, corrupted, or contain objects mmapps never writes") from None
+        state = state_io.load(path, TRAINING_STATE_KIND, tensors=tensors)
+    except state_io.StateFormatError as err:
+        raise CheckpointError(f"checkpoint {path}: cannot be loaded as a resumable training state: {err}; it may be truncated or corrupted, or was not written by mmapps train") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path}: holds a {type(state).__name__}, expected the mapping mmapps train writes")
+    return state

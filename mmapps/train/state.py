@@ -1,12 +1,12 @@
-"""The resumable training state (``last.pt``): what the loop needs to continue bit-exactly.
+"""The resumable training state (``checkpoints/resume.safetensors``): what the loop needs to continue bit-exactly.
 
 Model and optimiser state, the schedule position (the learning rate is a pure function of the
 optimiser step, `mmapps.train.schedule`), the sampler position (next epoch and next batch: the
 shuffling is a pure function of (seed, epoch), `mmapps.train.sampling`), the running loss of a
 partial epoch, early-stopping state, best metric and epoch, the per-epoch history, and the torch
 RNG states (CPU and CUDA). Augmentation randomness needs no state: it is derived from
-(seed, epoch, sample index) (`mmapps.data.rng`). Only tensors and plain values, so it loads with
-``torch.load(weights_only=True)``. There is no GradScaler (bf16 autocast needs no loss scaling)
+(seed, epoch, sample index) (`mmapps.data.rng`). Only tensors and plain values, so it is stored
+without pickle: tensors in safetensors, the rest as JSON (`mmapps.train.state_io`). There is no GradScaler (bf16 autocast needs no loss scaling)
 and no weight EMA in this trainer; a component that adds either saves its ``state_dict`` here.
 """
 
@@ -37,7 +37,7 @@ class Progress:
 
 
 def pack_state(model_state: dict, optimizer_state: dict, global_step: int, progress: Progress, schedule: dict[str, int], config_yaml: str, format_name: str) -> dict[str, Any]:
-    """The ``last.pt`` dictionary (tensors and plain values only)."""
+    """The resumable state as one dictionary of tensors and plain values (`mmapps.train.state_io` stores it)."""
     state: dict[str, Any] = {
         "format": format_name,
         "model": model_state,
@@ -50,7 +50,7 @@ def pack_state(model_state: dict, optimizer_state: dict, global_step: int, progr
         "best_metric": progress.best_metric,
         "best_epoch": progress.best_epoch,
         "bad_epochs": progress.bad_epochs,
-        "history": json.dumps(progress.history),
+        "history": json.dumps(progress.history),  # one JSON text: the rows' keys and values come back exactly as logged
         "epoch_loss_sum": (progress.epoch_loss_sum.detach().cpu() if progress.epoch_loss_sum is not None else torch.zeros(())),
         "epoch_loss_count": progress.epoch_loss_count,
         "rng_cpu": torch.get_rng_state(),
@@ -62,7 +62,7 @@ def pack_state(model_state: dict, optimizer_state: dict, global_step: int, progr
 
 
 def unpack_progress(state: dict[str, Any], schedule: dict[str, int], source: Any, device: torch.device) -> Progress:
-    """The `Progress` of a loaded ``last.pt`` (older files without a batch position resume at the next epoch)."""
+    """The `Progress` of a loaded training state (one without a batch position resumes at the next epoch)."""
     saved = state.get("schedule")
     if saved is not None and dict(saved) != dict(schedule):
         raise CheckpointError(f"checkpoint {source}: written for the schedule {dict(saved)}, but this run's config gives {dict(schedule)}; resume with the run's own config.yaml unchanged")

@@ -76,7 +76,7 @@ class Trainer:
     """Fits a model on a domain's train split, selecting on the validation primary metric.
 
     Resume is exact: a run killed at any point (mid-epoch or during a checkpoint write) and
-    resumed from ``last.pt`` ends with bit-equal weights, given the same device and threads
+    resumed from ``checkpoints/resume.safetensors`` ends with bit-equal weights, given the same device and threads
     (see `mmapps.train.state` for what is saved and why that suffices).
 
     Args:
@@ -144,7 +144,7 @@ class Trainer:
         train_cfg = self.cfg.train
         logger = EpochLogger(self.run_dir / "logs", tensorboard=train_cfg.tensorboard) if self.runtime.is_main else None
         if resume:
-            self._restore(self.checkpoint_dir / "last.pt")
+            self._restore(self.checkpoint_dir / ckpt.TRAINING_STATE_FILE)
             if logger:
                 logger.truncate_after(self.progress.next_epoch - 1)
         progress = self.progress
@@ -249,7 +249,7 @@ class Trainer:
 
     def _save_state(self) -> None:
         state = pack_state(ckpt.unwrap(self.model).state_dict(), self.optimizer.state_dict(), self.global_step, self.progress, self.schedule, config_to_yaml(self.cfg), ckpt.FORMAT)
-        ckpt.save_training_state(self.checkpoint_dir / "last.pt", state)
+        ckpt.save_training_state(self.checkpoint_dir / ckpt.TRAINING_STATE_FILE, state)
         self.save_inference(self.checkpoint_dir / "last.safetensors", self.progress.next_epoch - 1)
 
     def _restore(self, path: Path) -> None:

@@ -41,10 +41,9 @@ class StudyContext:
     # -- pretraining --------------------------------------------------------------------------
     def pretraining(self, name: str, *extra: str) -> Pretraining:
         """The pretraining `name` (extra overrides), run once and reused from ``<out>/pretrain-<name>``."""
-        import torch
-
         from mmapps.pretrain.recipes import resolve_pretrain_config
         from mmapps.pretrain.workflow import PRETRAINED_FILE, pretrain
+        from mmapps.train import checkpoint as ckpt
 
         run_dir = self.out_dir / f"pretrain-{name}"
         checkpoint = run_dir / "checkpoints" / PRETRAINED_FILE
@@ -53,7 +52,7 @@ class StudyContext:
             wall, cpu = time.perf_counter(), time.process_time()
             overrides = [o for o in self.base(*self.setup["pretrain"], *extra) if not o.startswith("data.label_budget")] + [f"out_dir={run_dir}"]
             cfg = resolve_pretrain_config(self.domain, self.recipe, overrides=overrides)
-            resume = (run_dir / "checkpoints" / "last.pt").exists()  # an interrupted study continues its pretraining exactly
+            resume = (run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE).exists()  # an interrupted study continues its pretraining exactly
             result = pretrain(cfg, self.domain, resume=resume)
             import json
 
@@ -61,7 +60,7 @@ class StudyContext:
         import json
 
         saved = json.loads(cost_file.read_text()) if cost_file.exists() else {}
-        state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True) if (run_dir / "checkpoints" / "last.pt").exists() else {}
+        state = ckpt.load_training_state(run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE, tensors=False) if (run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE).exists() else {}
         steps = int(state.get("global_step", 0))
         return Pretraining(name, run_dir, checkpoint, steps, {k: saved[k] for k in ("wall_s", "cpu_s") if k in saved}, saved.get("metrics", {}))
 

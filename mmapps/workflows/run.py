@@ -37,7 +37,7 @@ def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Seque
     """Train the configured model, test the best checkpoint, write metrics, predictions and the report.
 
     With `resume`, ``cfg.out_dir`` must be an earlier run directory: training continues from its
-    ``checkpoints/last.pt`` with that run's saved config. `init` (a pretraining run or checkpoint,
+    ``checkpoints/resume.safetensors`` with that run's saved config. `init` (a pretraining run or checkpoint,
     `mmapps.pretrain.init`) sets the starting weights by name; `init_partial` skips tensors that do not fit.
     """
     from mmapps.train.runtime import setup_runtime
@@ -230,9 +230,9 @@ def _check_resumable(run_dir: Path) -> None:
     """Fail before any data is read when the folder has no resumable checkpoint."""
     from mmapps.train import checkpoint as ckpt
 
-    path = run_dir / "checkpoints" / "last.pt"
+    path = run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE
     if not path.is_file():
-        ckpt.load_training_state(path)  # raises NothingToResumeError with its message
+        ckpt.load_training_state(path)  # raises NothingToResumeError, or CheckpointError for an old pickle-based last.pt
 
 
 @contextlib.contextmanager
