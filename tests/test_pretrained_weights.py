@@ -1,4 +1,10 @@
-"""Image backbones start from local weight files (never a download unless asked)."""
+"""Image backbones start from local weight files (never a download unless asked), safetensors only."""
+
+import pickle
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -16,3 +22,43 @@ def test_local_pretrained_image_weights_are_loaded(tmp_path):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError, match="not found"):
         ImageCnnEncoder(dim=8, backbone="small_cnn", pretrained=str(tmp_path / "missing.pt"))
+
+
+class _Bomb:
+    """Unpickling this creates the marker file: the proof that a pickle ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_torch_pickle_weights_are_refused_unopened_and_the_documented_conversion_works(tmp_path):
+    from mmapps.models.encoders.image import CONVERT_TO_SAFETENSORS, ImageCnnEncoder
+
+    marker = tmp_path / "pickle-ran"
+    for name in ("evil.pt", "evil.pth", "evil.bin"):
+        (tmp_path / name).write_bytes(pickle.dumps({"conv": _Bomb(marker)}))
+        with pytest.raises(ValueError, match="only .safetensors weights are read") as info:
+            ImageCnnEncoder(dim=8, backbone="small_cnn", pretrained=str(tmp_path / name))
+        assert str(tmp_path / name) in str(info.value) and "save_file(" in str(info.value) and "\n" not in str(info.value)
+    assert not marker.exists()
+
+    # the one-line conversion in the message (and docs/install.md), run on a trusted tensor-only .pt
+    source = ImageCnnEncoder(dim=8, backbone="small_cnn", in_channels=1, width=4)
+    torch.save(source.trunk.state_dict(), tmp_path / "trunk.pt")
+    with pytest.raises(ValueError) as info:
+        ImageCnnEncoder(dim=8, backbone="small_cnn", in_channels=1, width=4, pretrained=str(tmp_path / "trunk.pt"))
+    command = CONVERT_TO_SAFETENSORS.format(src=shlex.quote(str(tmp_path / "trunk.pt")), dst=shlex.quote(str(tmp_path / "trunk.safetensors")))
+    assert command in str(info.value)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "install.md").read_text()
+    assert CONVERT_TO_SAFETENSORS.format(src="weights.pt", dst="weights.safetensors") in docs, "docs/install.md shows the same command"
+    subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, check=True, timeout=120)
+    loaded = ImageCnnEncoder(dim=8, backbone="small_cnn", in_channels=1, width=4, pretrained=str(tmp_path / "trunk.safetensors"))
+    for a, b in zip(source.trunk.state_dict().values(), loaded.trunk.state_dict().values()):
+        assert torch.equal(a, b)
+
+    (tmp_path / "cut.safetensors").write_bytes((tmp_path / "trunk.safetensors").read_bytes()[:50])
+    with pytest.raises(ValueError, match="not a readable safetensors file"):
+        ImageCnnEncoder(dim=8, backbone="small_cnn", in_channels=1, width=4, pretrained=str(tmp_path / "cut.safetensors"))

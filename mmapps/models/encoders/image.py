@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from mmapps.data.sample import ModalityBatch
 from mmapps.models.pooling import masked_mean
@@ -52,17 +53,37 @@ def build_image_trunk(backbone: str, in_channels: int, width: int = 32, hub_weig
     raise ValueError(f"image_cnn: unknown backbone {backbone!r}; expected one of {(*_RESNETS, 'densenet121', 'small_cnn')}")
 
 
+# The one-line conversion a user runs in an environment they trust with the file (docs/install.md, "Offline use").
+CONVERT_TO_SAFETENSORS = (
+    "python -c \"import sys, torch; from safetensors.torch import save_file; "
+    "save_file({{k: v.contiguous() for k, v in torch.load(sys.argv[1], map_location='cpu', weights_only=True).items()}}, sys.argv[2])\" {src} {dst}"
+)
+
+
 def load_local_weights(module: nn.Module, path: str | Path) -> None:
-    """Load trunk weights from a local ``.safetensors`` file or a tensor-only ``.pt``/``.pth`` file."""
+    """Load trunk weights from a local ``.safetensors`` file (the only format read: nothing is unpickled).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: another format (a torch ``.pt``/``.pth`` pickle gets the conversion command),
+            an unreadable file, or weights whose names match nothing in the backbone.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"pretrained weights {path}: not found (give a local .safetensors or .pt file)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        raise FileNotFoundError(f"pretrained weights {path}: not found (give a local .safetensors file)")
+    if path.suffix != ".safetensors":
+        convert = CONVERT_TO_SAFETENSORS.format(src=shlex.quote(str(path)), dst=shlex.quote(str(path.with_suffix(".safetensors"))))
+        raise ValueError(
+            f"pretrained weights {path}: a {path.suffix or 'suffix-less'} file, but only .safetensors weights are read (a torch "
+            f".pt/.pth file is a pickle, and loading one can run code planted in it). If you trust the file, convert it once, "
+            f"in your own environment: {convert} and give the .safetensors file"
+        )
+    from safetensors.torch import load_file
 
+    try:
         state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # safetensors raises several error types for bad headers
+        raise ValueError(f"pretrained weights {path}: not a readable safetensors file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it may be truncated") from None
     missing, unexpected = module.load_state_dict(state, strict=False)
     if len(missing) == len(module.state_dict()):
         raise ValueError(f"pretrained weights {path}: no parameter name matches the backbone (unexpected keys such as {unexpected[:3]})")
@@ -79,7 +100,7 @@ class ImageCnnEncoder(nn.Module):
         dim: output width.
         backbone: see `build_image_trunk`.
         in_channels: 1 or 3.
-        pretrained: a local weights file for the trunk (.safetensors or tensor-only .pt), or
+        pretrained: a local ``.safetensors`` weights file for the trunk (`load_local_weights`), or
             ``"imagenet"`` for torchvision's ResNet weights from the torch hub cache (downloaded
             only then, when the machine is online); None = random init.
         width: channel width of ``small_cnn``.
