@@ -2,8 +2,11 @@
 
 Two independent checks over ``mmapps/ domains/ examples/ benchmarks/`` (tests are exempt: they
 write malicious pickles on purpose): ruff's bandit rules S301 (pickle and its wrappers) and S506
-(unsafe ``yaml.load``), and an AST scan for what ruff does not see or allows: ``torch.load``
-without ``weights_only=True``, ``np.load(..., allow_pickle=<anything but False>)``, ``yaml.load``
+(unsafe ``yaml.load``), and an AST scan for what ruff does not see or allows: any ``torch.load``
+(``weights_only=True`` is a restricted unpickler, but still an unpickler of the file: checkpoints,
+training state and weights are safetensors), the other torch loaders built on it (``torch.jit.load``,
+``torch.hub.load*``, ``torch.package``, ``model_zoo.load_url``),
+``np.load(..., allow_pickle=<anything but False>)`` (keyword or third positional), ``yaml.load``
 without a safe loader (and ``unsafe_load``/``full_load``), any ``pickle``/``cPickle``/``_pickle``
 load or ``Unpickler``, ``pandas.read_pickle``, and any use of ``marshal``, ``shelve``, ``dill``,
 ``cloudpickle`` loads or ``joblib.load``. Each rule is itself tested on a file that breaks it.
@@ -24,6 +27,7 @@ SCANNED = ("mmapps", "domains", "examples", "benchmarks")
 _PICKLE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle"}
 _BANNED_MODULES = {"marshal", "shelve"}
 _SAFE_YAML_LOADERS = {"SafeLoader", "CSafeLoader", "BaseLoader", "CBaseLoader"}
+_TORCH_PICKLE_LOADERS = {"torch.jit.load", "torch.hub.load", "torch.hub.load_state_dict_from_url", "torch.utils.model_zoo.load_url"}
 
 
 def _dotted(node: ast.AST) -> str | None:
@@ -89,9 +93,12 @@ def _call_problem(name: str, node: ast.Call) -> str | None:
         return f"{name}() deserialises executable content"
     if name in ("joblib.load", "pandas.read_pickle", "pd.read_pickle", "numpy.lib.format.read_array") or attr == "read_pickle":
         return f"{name}() unpickles"
-    if name == "torch.load" and not _is_constant(_keyword(node, "weights_only"), True):
-        return "torch.load() without weights_only=True unpickles arbitrary objects"
-    if name in ("numpy.load", "np.load") and "allow_pickle" in {k.arg for k in node.keywords} and not _is_constant(_keyword(node, "allow_pickle"), False):
+    if name in ("torch.load", "torch.serialization.load"):
+        return f"{name}() unpickles the file (weights_only=True restricts the unpickler, it does not remove it); use safetensors"
+    if name in _TORCH_PICKLE_LOADERS or name.startswith("torch.package."):
+        return f"{name}() unpickles a downloaded or saved file"
+    allow_pickle = _keyword(node, "allow_pickle") or (node.args[2] if len(node.args) > 2 else None)
+    if name in ("numpy.load", "np.load") and allow_pickle is not None and not _is_constant(allow_pickle, False):
         return f"{name}(allow_pickle=...) other than False unpickles object arrays"
     if root == "yaml" and attr in ("unsafe_load", "full_load", "unsafe_load_all", "full_load_all"):
         return f"{name}() constructs arbitrary Python objects"
@@ -152,12 +159,22 @@ yaml.load(text)
 yaml.load(text, Loader=yaml.Loader)
 yaml.unsafe_load(text)
 joblib.load("m.joblib")
+torch.load("x.pt", map_location="cpu", weights_only=True)
+from torch import load as tload
+tload("x.pt", weights_only=True)
+torch.jit.load("m.pt")
+torch.hub.load_state_dict_from_url("https://example.org/w.pth")
+np.load("x.npy", None, True)
+import torch.serialization
+torch.serialization.load("x.pt")
 """
 
 _GOOD = """
 import numpy as np, torch, yaml, pickle
-torch.load("x.pt", map_location="cpu", weights_only=True)
+from safetensors.torch import load_file
+load_file("x.safetensors")
 np.load("x.npy", allow_pickle=False)
+np.load("x.npy", None, False)
 np.load("x.npy")
 yaml.safe_load(text)
 yaml.load(text, Loader=yaml.SafeLoader)
@@ -167,7 +184,7 @@ pickle.dumps({"a": 1})
 
 def test_each_rule_fires_on_a_file_that_breaks_it(tmp_path: Path) -> None:
     lines = sorted(line for line, _ in scan_source(_BAD))
-    assert lines == [4, 5, 6, 7, 8, 9, 10, 11, 12, 13], scan_source(_BAD)  # marshal import + one per bad call
+    assert lines == [4, *range(5, 15), 16, 17, 18, 19, 21], scan_source(_BAD)  # marshal import + one per bad call
     assert scan_source(_GOOD) == []
     bad = tmp_path / "bad.py"
     bad.write_text(_BAD.replace("text", "'a: 1'"))
