@@ -1,8 +1,9 @@
 """``serve --engine ray``: the same FastAPI app on Ray Serve replicas, with Ray's autoscaler.
 
-Each replica runs ``app_builder()`` (a picklable zero-argument callable that loads the model and
-returns `mmapps.serve.app.create_app`'s app) through ``serve.ingress``'s builder form, so the
-routes, auth, limits, metrics and tracing are those of the one-process server. Ray Serve's
+Each replica is a `mmapps.serve.ray_replica.ServiceIngress` built from a picklable
+`mmapps.serve.ray_replica.ReplicaApp` (domain, model, settings, keys): it loads the model, warms
+it up and serves `mmapps.serve.app.create_app`'s app, so the routes, auth, limits, metrics and
+tracing are those of the one-process server, with ``@serve.batch`` batching. Ray Serve's
 autoscaler keeps ``min_replicas..max_replicas`` replicas at about ``target_ongoing_requests``
 requests each; each replica reserves ``num_cpus`` / ``num_gpus``.
 
@@ -22,20 +23,22 @@ is how the autoscaling trace in ``benchmarks/results/serve_ray_autoscale.*`` is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mmapps.errors import ConfigError
+from mmapps.errors import ConfigError, MmappsError
 
 log = logging.getLogger("mmapps.serve.ray")
 APP_NAME = "mmapps"
+DEPLOYMENT = "mmapps-service"
 LOOPBACK = "127.0.0.1"
 
 
@@ -90,49 +93,131 @@ class RayOptions:
         }
 
 
+class RayStartError(MmappsError):
+    """Ray or Ray Serve did not start (or the cluster at ``--address`` could not be joined)."""
+
+
+# Ray's start-up waits, raised for a loaded machine (Ray's own settings: env vars read by every process it starts).
+RAY_START_ENV = {
+    "RAY_gcs_server_port_wait_time_s": "120",  # the GCS writes its port (default 30 s)
+    "RAY_worker_register_timeout_seconds": "120",  # a worker (a replica, the Serve controller) registers (default 60 s)
+}
+START_ATTEMPTS = 2  # the raylet registration wait is a fixed 30 s in Ray (no setting): a start past it is tried again
+
+
 def start_ray(options: RayOptions) -> None:
-    """Connect to ``options.address`` or start a local instance: loopback, no dashboard, token auth on."""
+    """Connect to ``options.address`` or start a local instance: loopback, no dashboard, token auth on.
+
+    Raises:
+        ConfigError: Ray is not installed.
+        RayStartError: Ray did not start, or the cluster could not be joined.
+    """
     if options.address is None:  # before Ray is imported: its token loader reads the environment once
         os.environ["RAY_AUTH_MODE"] = "token"  # read by the GCS, raylet and workers this call starts
         if not os.environ.get("RAY_AUTH_TOKEN") and not os.environ.get("RAY_AUTH_TOKEN_PATH"):
             os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)  # inherited by the local processes only
-        os.environ.setdefault("RAY_gcs_server_port_wait_time_s", "120")  # a loaded machine starts the GCS slowly
+    for key, value in RAY_START_ENV.items():
+        os.environ.setdefault(key, value)
     try:
         import ray
     except ImportError:
         raise ConfigError("--engine ray needs Ray Serve: pip install 'mmapps[ray]' (ray[serve])") from None
     if ray.is_initialized():
         return
+    _reload_auth_settings()
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if options.address is None:
         kwargs.update(_node_ip_address=LOOPBACK, num_cpus=options.local_cpus)
     else:
         kwargs["address"] = options.address
-    ray.init(**kwargs)
+    where = options.address or f"a local instance on {LOOPBACK}"
+    for attempt in range(1, START_ATTEMPTS + 1):
+        try:
+            with _loopback_node(options.address is None):
+                ray.init(**kwargs)
+            return
+        except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception (node start-up), RuntimeError, ConnectionError
+            ray.shutdown()
+            timed_out = "timed out during startup" in str(err)
+            if not (timed_out and options.address is None and attempt < START_ATTEMPTS):
+                raise RayStartError(f"Ray did not start ({where}): {type(err).__name__}: {str(err)[:300]}; Ray's own logs are under "
+                                    "/tmp/ray/session_latest/logs (raylet.err, gcs_server.err); with --address, check the address "
+                                    "and that RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH hold the cluster's token") from None
+            log.warning("the local Ray node did not register within Ray's 30 s; starting it again (machine loaded?)")
 
 
-def deploy(app_builder: Callable[[], Any], options: RayOptions, name: str = "mmapps-service") -> Any:
-    """Deploy the app on Ray Serve (Ray started or joined per ``options``); returns the ingress handle."""
+@contextlib.contextmanager
+def _loopback_node(local: bool) -> Iterator[None]:
+    """Keep a local node's IP at 127.0.0.1, so that every Ray server (GCS, raylet, agents, workers) binds loopback.
+
+    ``ray.init(_node_ip_address="127.0.0.1")`` alone is not enough: Ray swaps a loopback address
+    for the machine's routable one (``services.resolve_ip_for_localhost``), and its servers then
+    listen on every interface. Ray binds them to the node IP when that IP is loopback, so the swap
+    is skipped while this local instance starts (tested: no Ray socket outside 127.0.0.1).
+    """
+    if not local:
+        yield
+        return
+    from ray._private import services
+
+    resolve = services.resolve_ip_for_localhost
+    services.resolve_ip_for_localhost = lambda host: host
+    try:
+        yield
+    finally:
+        services.resolve_ip_for_localhost = resolve
+
+
+def _reload_auth_settings() -> None:
+    """Make this process read ``RAY_AUTH_MODE`` / ``RAY_AUTH_TOKEN`` again (Ray caches both once it is imported).
+
+    Without it, a process that imported Ray before `start_ray` set the token would start a GCS
+    that requires the token and then fail to present it ("InvalidAuthToken").
+    """
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config
+    except ImportError:  # a Ray without token authentication: nothing cached
+        return
+    Config.initialize("")
+    AuthenticationTokenLoader.instance().reset_cache()
+
+
+def deploy(builder: Any, options: RayOptions, name: str = DEPLOYMENT) -> Any:
+    """Deploy a `mmapps.serve.ray_replica.ReplicaApp` on Ray Serve (Ray started or joined per ``options``).
+
+    Returns when every initial replica has loaded its model and is serving (Ray Serve waits for
+    the application to be RUNNING); returns the ingress handle.
+
+    Raises:
+        RayStartError: Ray did not start, or no replica came up (its error is in the replica log).
+    """
     options.check()
     start_ray(options)  # first: the token settings must be in the environment before Ray is imported
     from ray import serve
 
-    serve.start(http_options={"host": options.host, "port": options.port}, proxy_location="HeadOnly")
-    deployment = serve.deployment(
-        serve.ingress(app_builder)(),
-        name=name,
-        autoscaling_config=options.autoscaling_config(),
-        max_ongoing_requests=options.max_ongoing_requests,
-        ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
-        health_check_period_s=2.0,
-        graceful_shutdown_timeout_s=20.0,
-    )
-    handle = serve.run(deployment.bind(), name=APP_NAME, route_prefix="/", blocking=False)
-    log.info("ray serve deployment running", extra={"engine": "ray", "replicas": replica_counts().get("RUNNING", 0)})
+    from mmapps.serve.ray_replica import ServiceIngress
+
+    try:
+        serve.start(http_options={"host": options.host, "port": options.port}, proxy_location="HeadOnly")
+        deployment = serve.deployment(
+            ServiceIngress,
+            name=name,
+            autoscaling_config=options.autoscaling_config(),
+            max_ongoing_requests=options.max_ongoing_requests,
+            ray_actor_options={"num_cpus": options.num_cpus, "num_gpus": options.num_gpus},
+            health_check_period_s=2.0,
+            graceful_shutdown_timeout_s=20.0,
+            max_constructor_retry_count=3,  # a model that cannot load fails the command instead of retrying for minutes
+        )
+        handle = serve.run(deployment.bind(builder), name=APP_NAME, route_prefix="/", blocking=False)
+    except RuntimeError as err:
+        raise RayStartError(f"Ray Serve could not start the {name!r} deployment: {str(err)[:400]}; the replica's log is "
+                            "/tmp/ray/session_latest/logs/serve/replica_*.log") from None
+    log.info("ray serve deployment running", extra={"engine": "ray", "replicas": replica_counts(name).get("RUNNING", 0)})
     return handle
 
 
-def replica_counts(name: str = "mmapps-service") -> dict[str, int]:
+def replica_counts(name: str = DEPLOYMENT) -> dict[str, int]:
     """Replicas of the deployment by state (``RUNNING``, ``STARTING``, ``STOPPING``...)."""
     from ray import serve
 
@@ -142,7 +227,7 @@ def replica_counts(name: str = "mmapps-service") -> dict[str, int]:
     return {str(state): int(n) for state, n in app.deployments[name].replica_states.items()}
 
 
-def log_replicas(stop: Callable[[], bool], out: IO[str], interval_s: float = 0.5, name: str = "mmapps-service") -> list[dict]:
+def log_replicas(stop: Callable[[], bool], out: IO[str], interval_s: float = 0.5, name: str = DEPLOYMENT) -> list[dict]:
     """Write ``{"t", "running", "starting", "stopping"}`` every ``interval_s`` until ``stop()``; returns the rows."""
     rows, start = [], time.monotonic()
     while not stop():
@@ -170,7 +255,7 @@ def shutdown() -> None:
         ray.shutdown()
 
 
-def serve_forever(app_builder: Callable[[], Any], options: RayOptions) -> None:
+def serve_forever(builder: Any, options: RayOptions) -> None:
     """``serve --engine ray``: deploy, print where it listens, block until SIGINT/SIGTERM, shut down."""
     import signal
     import threading
@@ -178,7 +263,7 @@ def serve_forever(app_builder: Callable[[], Any], options: RayOptions) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    deploy(app_builder, options)
+    deploy(builder, options)
     log.info(f"serving on http://{options.host}:{options.port} (Ray Serve, {options.min_replicas}-{options.max_replicas} replicas)",
              extra={"engine": "ray"})
     try:
@@ -186,35 +271,6 @@ def serve_forever(app_builder: Callable[[], Any], options: RayOptions) -> None:
             pass
     finally:
         shutdown()
-
-
-@dataclass
-class ReplicaApp:
-    """The picklable app builder each replica runs: load keys and model, warm up, `create_app`.
-
-    Keys are read on the replica from ``keys_file`` and ``$MMAPPS_API_KEYS`` (inherited from the
-    command on a local instance; on a cluster, the file must exist on every node, as the pepper
-    and de-identification key files under the user config folder must).
-    """
-
-    domain_name: str
-    checkpoint: str
-    settings: Any
-    keys_file: str | None = None
-    audit_log: str | None = None
-    version: str | None = None
-
-    def __call__(self) -> Any:
-        from mmapps.plugins import get_domain
-        from mmapps.serve.app import create_app
-        from mmapps.serve.service import build_state
-
-        state = build_state(get_domain(self.domain_name), Path(self.checkpoint), self.settings,
-                            keys_file=Path(self.keys_file) if self.keys_file else None,
-                            audit_path=Path(self.audit_log) if self.audit_log else None, version=self.version)
-        state.extra["engine"] = "ray"
-        state.metrics.ready(True)
-        return create_app(state)
 
 
 def run(domain: Any, checkpoint: Path, settings: Any, host: str = LOOPBACK, port: int = 8000, keys_file: Path | None = None,
@@ -229,6 +285,8 @@ def run(domain: Any, checkpoint: Path, settings: Any, host: str = LOOPBACK, port
     keys = KeyStore.load(keys_file)  # refused here, before Ray starts, when the keys are wrong
     check_bind(host, None, None, len(keys))  # Ray Serve's proxy has no TLS of its own: loopback, or behind a TLS proxy
     audit = audit_log or (checkpoint.resolve().parent.parent / "serve-audit.jsonl" if checkpoint.is_file() else checkpoint / "serve-audit.jsonl")
+    from mmapps.serve.ray_replica import ReplicaApp
+
     builder = ReplicaApp(domain.name, str(Path(checkpoint).resolve()), settings, str(keys_file.resolve()) if keys_file else None,
-                         str(Path(audit).resolve()), version)
+                         str(Path(audit).resolve()), version, loopback=options.address is None)
     serve_forever(builder, options)
