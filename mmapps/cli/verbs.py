@@ -131,6 +131,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         set_: List[str] = typer.Option([], "--set", help="override a field in every run (repeatable)"),
         fusion: List[str] = typer.Option([], "--fusion", help="only these fusions (repeatable)"),
         study: Optional[str] = typer.Option(None, "--study", help="label-efficiency: pretrained vs scratch over label budgets (docs/pretraining.md)"),
+        cached_only: bool = typer.Option(False, "--cached-only", help="--study: train nothing; report the runs already finished in --out"),
     ) -> None:
         """Every fusion and single-modality baseline over K seeds, plus missing-modality robustness; or a --study."""
         from mmapps.workflows.benchmark import run_benchmark
@@ -142,7 +143,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
                 fail(f"--study {study!r}: expected label-efficiency")
             from mmapps.workflows.label_efficiency import run_label_efficiency
 
-            path = run_label_efficiency(get_domain(name), preset, out, set_, seeds)
+            path = run_label_efficiency(get_domain(name), preset, out, set_, seeds, cached_only=cached_only)
             typer.echo(path.read_text())
             typer.echo(f"study report: {path}")
             return
