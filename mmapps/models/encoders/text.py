@@ -30,11 +30,12 @@ def load_text_model(name_or_path: str | None) -> tuple[nn.Module, object]:
     local = Path(source).is_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local)
-        model = AutoModel.from_pretrained(source, local_files_only=local)
+        model = AutoModel.from_pretrained(source, local_files_only=local, use_safetensors=True)  # a pytorch_model.bin is a pickle: never read
     except OSError as err:
         raise ValueError(
             f"text encoder model {source!r}: could not be loaded ({str(err).splitlines()[0]}). "
-            "Give a local Hugging Face model folder, a hub name already in your cache, or leave it unset for the packaged all-MiniLM-L6-v2."
+            "Give a local Hugging Face model folder with safetensors weights (model.safetensors; a pickled pytorch_model.bin is not read), "
+            "a hub name already in your cache, or leave it unset for the packaged all-MiniLM-L6-v2."
         ) from None
     return model, tokenizer
 
