@@ -87,3 +87,48 @@ def test_text_model_folders_are_read_from_safetensors_only(tmp_path):
     with pytest.raises(ValueError, match="model.safetensors") as info:
         load_text_model(str(folder))
     assert str(folder) in str(info.value) and "pytorch_model.bin is not read" in str(info.value)
+
+
+def test_imagenet_weights_come_from_a_converted_file_and_a_one_channel_trunk_averages_conv1(tmp_path):
+    """pretrained='imagenet' names the conversion; the command, run against a torch hub cache
+    (pre-filled here: no network), gives a file that loads into 1- and 3-channel trunks."""
+    import os
+
+    import torchvision
+
+    from mmapps.models.encoders.image import CONVERT_IMAGENET, ImageCnnEncoder
+
+    with pytest.raises(ValueError, match="not fetched at run time") as info:
+        ImageCnnEncoder(dim=8, backbone="resnet18", in_channels=1, pretrained="imagenet")
+    assert CONVERT_IMAGENET.format(backbone="resnet18", dst="resnet18-imagenet.safetensors") in str(info.value)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "install.md").read_text()
+    assert CONVERT_IMAGENET.format(backbone="resnet18", dst="resnet18-imagenet.safetensors") in docs, "docs/install.md shows the same command"
+
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(weights=None)
+    cache = tmp_path / "torch-home" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    torch.save(reference.state_dict(), cache / Path(torchvision.models.ResNet18_Weights.DEFAULT.url).name)  # what torchvision would download
+    out = tmp_path / "resnet18-imagenet.safetensors"
+    command = CONVERT_IMAGENET.format(backbone="resnet18", dst=shlex.quote(str(out))).replace("python ", f"{sys.executable} ", 1)
+    subprocess.run(command, shell=True, check=True, timeout=300, env={**os.environ, "TORCH_HOME": str(tmp_path / "torch-home")})
+
+    gray = ImageCnnEncoder(dim=8, backbone="resnet18", in_channels=1, pretrained=str(out))
+    rgb = ImageCnnEncoder(dim=8, backbone="resnet18", in_channels=3, pretrained=str(out))
+    assert torch.equal(gray.trunk[0].weight, reference.conv1.weight.mean(1, keepdim=True))
+    assert torch.equal(rgb.trunk[0].weight, reference.conv1.weight)
+    assert torch.equal(gray.trunk[4][0].conv1.weight, reference.layer1[0].conv1.weight) and torch.equal(rgb.trunk[7][1].bn2.running_var, reference.layer4[1].bn2.running_var)
+
+    with pytest.raises(ValueError, match="tensor\\(s\\) of another shape"):  # weights of another backbone: named, not a torch size dump
+        ImageCnnEncoder(dim=8, backbone="resnet18", in_channels=1, pretrained=str(_small_cnn_file(tmp_path)))
+
+
+def _small_cnn_file(tmp_path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    from mmapps.models.encoders.image import build_image_trunk
+
+    trunk, _ = build_image_trunk("small_cnn", in_channels=1, width=4)
+    path = tmp_path / "small.safetensors"
+    save_file({k: v.contiguous() for k, v in trunk.state_dict().items()}, str(path))
+    return path

@@ -16,26 +16,20 @@ from mmapps.registry import ENCODERS
 _RESNETS = ("resnet18", "resnet34", "resnet50")
 
 
-def build_image_trunk(backbone: str, in_channels: int, width: int = 32, hub_weights: bool = False) -> tuple[nn.Module, int]:
-    """Return a CNN mapping (N, C, H, W) to a feature map (N, C', h, w), and C'.
+def build_image_trunk(backbone: str, in_channels: int, width: int = 32) -> tuple[nn.Module, int]:
+    """Return a randomly initialised CNN mapping (N, C, H, W) to a feature map (N, C', h, w), and C'.
 
     Args:
         backbone: resnet18 | resnet34 | resnet50 | densenet121 | small_cnn.
         in_channels: 1 (radiographs) or 3 (camera images).
         width: channel width of ``small_cnn``.
-        hub_weights: start a ResNet from torchvision's ImageNet weights (from the torch hub
-            cache, or downloaded: only when the user asks for it); 1-channel input averages conv1.
     """
     if backbone in _RESNETS:
         import torchvision
 
-        net = getattr(torchvision.models, backbone)(weights="DEFAULT" if hub_weights else None)
+        net = getattr(torchvision.models, backbone)(weights=None)
         if in_channels != 3:
-            conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
-            if hub_weights:
-                with torch.no_grad():
-                    conv1.weight.copy_(net.conv1.weight.mean(1, keepdim=True).repeat(1, in_channels, 1, 1))
-            net.conv1 = conv1
+            net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
         trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2, net.layer3, net.layer4)
         return trunk, net.fc.in_features
     if backbone == "densenet121":
@@ -53,7 +47,13 @@ def build_image_trunk(backbone: str, in_channels: int, width: int = 32, hub_weig
     raise ValueError(f"image_cnn: unknown backbone {backbone!r}; expected one of {(*_RESNETS, 'densenet121', 'small_cnn')}")
 
 
-# The one-line conversion a user runs in an environment they trust with the file (docs/install.md, "Offline use").
+# The one-line conversions a user runs in an environment they trust with the file (docs/install.md, "Offline use").
+CONVERT_IMAGENET = (
+    "python -c \"import sys, torch, torchvision; from safetensors.torch import save_file; "
+    "n = getattr(torchvision.models, sys.argv[1])(weights='DEFAULT'); "
+    "t = torch.nn.Sequential(n.conv1, n.bn1, n.relu, n.maxpool, n.layer1, n.layer2, n.layer3, n.layer4); "
+    "save_file({{k: v.contiguous() for k, v in t.state_dict().items()}}, sys.argv[2])\" {backbone} {dst}"
+)
 CONVERT_TO_SAFETENSORS = (
     "python -c \"import sys, torch; from safetensors.torch import save_file; "
     "save_file({{k: v.contiguous() for k, v in torch.load(sys.argv[1], map_location='cpu', weights_only=True).items()}}, sys.argv[2])\" {src} {dst}"
@@ -84,9 +84,37 @@ def load_local_weights(module: nn.Module, path: str | Path) -> None:
         state = load_file(str(path))
     except Exception as err:  # safetensors raises several error types for bad headers
         raise ValueError(f"pretrained weights {path}: not a readable safetensors file ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); it may be truncated") from None
+    _adapt_first_conv(module, state)
+    target = module.state_dict()
+    wrong = [f"{k} (file {tuple(v.shape)}, backbone {tuple(target[k].shape)})" for k, v in state.items() if k in target and v.shape != target[k].shape]
+    if wrong:
+        raise ValueError(f"pretrained weights {path}: {len(wrong)} tensor(s) of another shape, e.g. {'; '.join(wrong[:3])}; they were saved from another backbone or width")
     missing, unexpected = module.load_state_dict(state, strict=False)
     if len(missing) == len(module.state_dict()):
         raise ValueError(f"pretrained weights {path}: no parameter name matches the backbone (unexpected keys such as {unexpected[:3]})")
+
+
+def _adapt_first_conv(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """RGB filters of the first convolution into a trunk of another channel count: their mean per
+    filter, repeated (the usual start of a radiograph model from ImageNet weights)."""
+    first = next((name for name, m in module.named_modules() if isinstance(m, nn.Conv2d)), None)
+    key = f"{first}.weight"
+    if first is None or key not in state:
+        return
+    have, want = state[key], module.state_dict()[key]
+    if have.dim() == 4 and have.shape[1] == 3 and want.shape[1] != 3 and have.shape[0] == want.shape[0] and have.shape[2:] == want.shape[2:]:
+        state[key] = have.mean(1, keepdim=True).repeat(1, want.shape[1], 1, 1)
+
+
+def _imagenet_message(backbone: str) -> str:
+    if backbone not in _RESNETS:
+        return f"image_cnn: ImageNet weights are available for {_RESNETS}; for {backbone!r} give a local .safetensors weights file"
+    convert = CONVERT_IMAGENET.format(backbone=backbone, dst=f"{backbone}-imagenet.safetensors")
+    return (
+        "image_cnn: pretrained='imagenet' is not fetched at run time: torchvision ships its ImageNet weights as pickles (.pth), "
+        f"which mmapps does not load. Convert them once, where you trust torchvision's download: {convert} and set "
+        f"pretrained=<path to {backbone}-imagenet.safetensors> (a 1-channel trunk averages the first convolution's RGB filters)"
+    )
 
 
 @ENCODERS.register("image_cnn")
@@ -100,19 +128,18 @@ class ImageCnnEncoder(nn.Module):
         dim: output width.
         backbone: see `build_image_trunk`.
         in_channels: 1 or 3.
-        pretrained: a local ``.safetensors`` weights file for the trunk (`load_local_weights`), or
-            ``"imagenet"`` for torchvision's ResNet weights from the torch hub cache (downloaded
-            only then, when the machine is online); None = random init.
+        pretrained: a local ``.safetensors`` weights file for the trunk (`load_local_weights`;
+            for torchvision's ImageNet ResNets, convert them once with `CONVERT_IMAGENET`);
+            None = random init.
         width: channel width of ``small_cnn``.
     """
 
     def __init__(self, dim: int, backbone: str = "resnet18", in_channels: int = 1, pretrained: str | None = None, width: int = 32) -> None:
         super().__init__()
-        hub = pretrained == "imagenet"
-        if hub and backbone not in _RESNETS:
-            raise ValueError(f"image_cnn: pretrained='imagenet' is available for {_RESNETS}; for {backbone!r} give a local weights file")
-        self.trunk, trunk_dim = build_image_trunk(backbone, in_channels, width, hub_weights=hub)
-        if pretrained and not hub:
+        if pretrained == "imagenet":
+            raise ValueError(_imagenet_message(backbone))
+        self.trunk, trunk_dim = build_image_trunk(backbone, in_channels, width)
+        if pretrained:
             load_local_weights(self.trunk, pretrained)
         self.proj = nn.Conv2d(trunk_dim, dim, kernel_size=1)
         self.out_dim = dim
