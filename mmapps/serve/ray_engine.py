@@ -102,7 +102,7 @@ RAY_START_ENV = {
     "RAY_gcs_server_port_wait_time_s": "120",  # the GCS writes its port (default 30 s)
     "RAY_worker_register_timeout_seconds": "120",  # a worker (a replica, the Serve controller) registers (default 60 s)
 }
-START_ATTEMPTS = 2  # the raylet registration wait is a fixed 30 s in Ray (no setting): a start past it is tried again
+START_ATTEMPTS = 3  # the raylet waits a fixed ~15 s for each agent port and Ray 30 s for the raylet (no settings): a start past them is tried again
 
 
 def start_ray(options: RayOptions) -> None:
@@ -132,12 +132,14 @@ def start_ray(options: RayOptions) -> None:
         kwargs["address"] = options.address
     where = options.address or f"a local instance on {LOOPBACK}"
     for attempt in range(1, START_ATTEMPTS + 1):
+        before = _child_pids()
         try:
             with _loopback_node(options.address is None):
                 ray.init(**kwargs)
             return
         except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception (node start-up), RuntimeError, ConnectionError
             ray.shutdown()
+            _stop_children(_child_pids() - before)  # a failed ray.init leaves its GCS, raylet and agents running
             timed_out = "timed out during startup" in str(err)
             if not (timed_out and options.address is None and attempt < START_ATTEMPTS):
                 raise RayStartError(f"Ray did not start ({where}): {type(err).__name__}: {str(err)[:300]}; Ray's own logs are under "
@@ -166,6 +168,34 @@ def _loopback_node(local: bool) -> Iterator[None]:
         yield
     finally:
         services.resolve_ip_for_localhost = resolve
+
+
+def _child_pids() -> set[int]:
+    try:
+        import psutil  # installed with ray[serve] (its dashboard agent needs it)
+    except ImportError:
+        return set()
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+def _stop_children(pids: set[int], grace_s: float = 5.0) -> None:
+    """Terminate, then kill, the given child processes of this command (those a failed Ray start left behind)."""
+    import psutil
+
+    processes = []
+    for pid in pids:
+        try:
+            process = psutil.Process(pid)
+            process.terminate()
+            processes.append(process)
+        except psutil.NoSuchProcess:
+            continue
+    _, alive = psutil.wait_procs(processes, timeout=grace_s)
+    for process in alive:
+        try:
+            process.kill()
+        except psutil.NoSuchProcess:
+            continue
 
 
 def _reload_auth_settings() -> None:
