@@ -58,6 +58,28 @@ def test_ray_application_builder_for_serve_run_and_kuberay(tmp_path):
     assert isinstance(builder, ReplicaApp) and builder.keys_file == str(tmp_path / "keys") and builder.domain_name == "medical"
 
 
+def test_a_failed_start_stops_only_the_ray_processes_it_left():
+    import subprocess
+    import sys
+
+    import ray
+
+    ray_dir = os.path.dirname(ray.__file__)
+    sleep = [sys.executable, "-c", "import time; time.sleep(60)"]
+    before = ray_engine._child_pids()
+    ours = subprocess.Popen([*sleep, os.path.join(ray_dir, "_private", "workers", "default_worker.py")])  # looks like Ray's
+    other = subprocess.Popen(sleep)  # e.g. a decoder child started meanwhile
+    try:
+        left = ray_engine._child_pids() - before
+        assert left == {ours.pid}
+        ray_engine._stop_children(left, grace_s=10)
+        assert ours.wait(10) is not None and other.poll() is None
+    finally:
+        for process in (ours, other):
+            process.kill()
+            process.wait()
+
+
 def _images(n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(7)
     return [rng.random((1, 1, 1, 48, 48), dtype=np.float32) for _ in range(n)]

@@ -139,7 +139,7 @@ def start_ray(options: RayOptions) -> None:
             return
         except Exception as err:  # noqa: BLE001 - Ray raises a bare Exception (node start-up), RuntimeError, ConnectionError
             ray.shutdown()
-            _stop_children(_child_pids() - before)  # a failed ray.init leaves its GCS, raylet and agents running
+            _stop_children(_child_pids() - before)  # a failed ray.init leaves its GCS, raylet and agents running (only those)
             timed_out = "timed out during startup" in str(err)
             if not (timed_out and options.address is None and attempt < START_ATTEMPTS):
                 raise RayStartError(f"Ray did not start ({where}): {type(err).__name__}: {str(err)[:300]}; Ray's own logs are under "
@@ -171,11 +171,22 @@ def _loopback_node(local: bool) -> Iterator[None]:
 
 
 def _child_pids() -> set[int]:
+    """Child processes of this command that are Ray's (its binaries and scripts, its ``ray::`` workers)."""
     try:
         import psutil  # installed with ray[serve] (its dashboard agent needs it)
     except ImportError:
         return set()
-    return {p.pid for p in psutil.Process().children(recursive=True)}
+    import ray
+
+    ray_dir = os.path.dirname(ray.__file__)
+    found = set()
+    for process in psutil.Process().children(recursive=True):
+        try:
+            if process.name().startswith("ray::") or any(arg.startswith(ray_dir) for arg in process.cmdline()):
+                found.add(process.pid)
+        except psutil.Error:
+            continue
+    return found
 
 
 def _stop_children(pids: set[int], grace_s: float = 5.0) -> None:
