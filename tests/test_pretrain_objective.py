@@ -148,6 +148,23 @@ def test_held_out_reconstruction_beats_the_per_position_mean_predictor(one_threa
     assert after["loss/table/others_hidden"] > after["loss/table"]  # the columns are reconstructed from the other modalities too
 
 
+def test_the_decoders_start_at_the_per_position_mean_predictor():
+    """Each decoder predicts a residual over the pool's per-position mean target (its PositionPrior), its last layer at zero."""
+    model, _ = _model(_cfg(contrastive_weight=0.0, whole_modality=0.0))
+    pool, held_out = _batches(32, 1), _batches(16, 2)
+    unfitted = evaluate(model, held_out, torch.device("cpu"))
+    means = fit_statistics(model, pool)
+    start = evaluate(model, held_out, torch.device("cpu"), means)
+    for m in ("image", "series", "table"):
+        assert start[f"loss/{m}"] == pytest.approx(start[f"trivial/{m}"], rel=1e-5), m
+        assert unfitted[f"loss/{m}"] > start[f"loss/{m}"], m  # the prior matters: without it the decoder predicts 0
+        prior = model.objectives[m].decoder.prior
+        assert prior.mean.shape[0] > 0 and not prior.mean.requires_grad and "decoder.prior.mean" in dict(model.objectives[m].named_buffers())
+    fresh, _ = _model(_cfg(contrastive_weight=0.0, whole_modality=0.0))
+    fresh.load_state_dict(model.state_dict())  # a saved pretraining loads into a model never fitted (positions taken from the file)
+    assert torch.equal(fresh.objectives["image"].decoder.prior.mean, model.objectives["image"].decoder.prior.mean)
+
+
 def test_an_encoder_declares_its_own_objective_and_an_undeclared_one_is_named():
     from torch import nn
 

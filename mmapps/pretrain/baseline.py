@@ -93,12 +93,20 @@ def fit_statistics(model: PretrainModel, batches: Sequence[Batch]) -> dict[str, 
         trivial = trivial_losses(model, [s for _, s in steps], means)
     for i, m in enumerate(model.modalities):
         model.trivial[i] = max(trivial.get(m, 1.0), 1e-6)
-        head = getattr(getattr(model.objectives[m], "decoder", None), "head", None)
-        core = type(model.objectives[m]).__module__.startswith("mmapps.pretrain.")  # a plugin objective initialises its own decoder
-        if core and means[m].kind == "mse" and isinstance(head, torch.nn.Linear) and means[m].sum is not None and means[m].sum.shape[-1] == head.out_features:
-            with torch.no_grad():  # the decoder starts predicting the pool's mean target
-                head.bias.copy_((means[m].sum.sum(0) / means[m].count.sum().clamp_min(1.0)).to(head.bias))
+        fit_prior(model.objectives[m], means[m])
     return means
+
+
+def fit_prior(objective: torch.nn.Module, mean: PositionMean) -> None:
+    """Every `PositionPrior` of `objective` (its decoder's, or its own) predicts the pool's per-position mean target (MSE targets)."""
+    from mmapps.pretrain.decoder import PositionPrior
+
+    if mean.kind != "mse" or mean.sum is None:
+        return
+    for prior in (module for module in objective.modules() if isinstance(module, PositionPrior)):
+        if mean.sum.shape[-1] == prior.width:
+            units = mean.sum.shape[0]
+            prior.fit(mean.prediction(units, prior.width), mean.sum.sum(0) / mean.count.sum().clamp_min(1.0))
 
 
 def trivial_losses(model: PretrainModel, steps: Iterable, means: dict[str, PositionMean]) -> dict[str, float]:

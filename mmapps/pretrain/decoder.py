@@ -1,4 +1,4 @@
-"""The light per-modality decoder: mask queries attend to the fused visible tokens of every modality."""
+"""The light per-modality decoder (mask queries attend to the fused visible tokens of every modality) and its position prior."""
 
 from __future__ import annotations
 
@@ -10,12 +10,51 @@ from mmapps.models.fusions.sdpa_layer import SdpaEncoder
 from mmapps.pretrain.contract import FusedContext
 
 
+class PositionPrior(nn.Module):
+    """The pool's mean target at each unit position, added to a decoder's output: the decoder predicts the residual.
+
+    Fitted once before training from the per-position mean predictor (`mmapps.pretrain.baseline.fit_statistics`
+    fits every objective's ``prior``, a plugin's too), then fixed (buffers, saved with the decoders).
+    With the decoder's last layer zero-initialised, the pretraining starts exactly at the trivial
+    predictor, and a held-out L_m below it is what was learned from the sample itself. Positions
+    beyond the fitted ones get the overall mean. Before `fit` (or for cross-entropy targets) it adds nothing.
+
+    Args:
+        width: P, target values per unit.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.register_buffer("mean", torch.zeros(0, width))  # (U0, P)
+        self.register_buffer("overall", torch.zeros(width))  # (P,)
+
+    def fit(self, mean: Tensor, overall: Tensor) -> None:
+        self.mean = mean.detach().to(self.overall.device, torch.float32).clone()
+        self.overall = overall.detach().to(self.overall.device, torch.float32).clone()
+
+    def forward(self, prediction: Tensor) -> Tensor:
+        """(B, U, P) -> (B, U, P) plus the mean target of each position."""
+        n, U = self.mean.shape[0], prediction.shape[1]
+        if n == 0:
+            return prediction
+        prior = self.mean[:U] if U <= n else torch.cat([self.mean, self.overall.expand(U - n, -1)])  # (U, P)
+        return prediction + prior.to(prediction.dtype)
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        saved = state_dict.get(prefix + "mean")
+        if saved is not None and saved.shape != self.mean.shape:  # fitted elsewhere: take its number of positions
+            self.mean = torch.zeros_like(saved, device=self.mean.device)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class UnitDecoder(nn.Module):
     """A few transformer layers over ``[context tokens ; one query per unit]`` -> per-unit predictions.
 
     Context tokens get a (decoder) modality embedding and the sinusoidal position of their unit;
     each query is a learned mask token plus its unit's position and this modality's embedding.
-    Queries are read out, so hidden units are predicted from every modality's visible tokens.
+    Queries are read out, so hidden units are predicted from every modality's visible tokens; the
+    output is a residual over the pool's per-position mean target (`PositionPrior`, ``prior``).
 
     Args:
         context_dim: width of the fused tokens.
@@ -36,8 +75,9 @@ class UnitDecoder(nn.Module):
         self.transformer = SdpaEncoder(layers, dim, heads, ffn_dim=2 * dim, dropout=0.0)
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, out_dim)
-        nn.init.zeros_(self.head.weight)  # start at a constant prediction: the trivial predictor once the bias is the pool mean
+        nn.init.zeros_(self.head.weight)  # start at the trivial predictor: the prior alone
         nn.init.zeros_(self.head.bias)
+        self.prior = PositionPrior(out_dim)
         self.dim = dim
 
     def forward(self, context: FusedContext, units: int) -> Tensor:
@@ -53,4 +93,4 @@ class UnitDecoder(nn.Module):
         return self.norm(out[:, N:])  # (B, U, dim)
 
     def predict(self, context: FusedContext, units: int) -> Tensor:
-        return self.head(self(context, units))  # (B, U, P)
+        return self.prior(self.head(self(context, units)))  # (B, U, P)

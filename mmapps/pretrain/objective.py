@@ -24,14 +24,16 @@ class PretrainObjective:
 
     ``loss`` returns the step's L = sum_m w_m L_m (+ lambda_c L_c) and its parts, keeping the parts
     of training steps (device tensors, read once per epoch by `PretrainLog`); ``validate`` is the
-    held-out reconstruction loss (``recon``, lower is better) that selects checkpoints and stops early.
+    held-out reconstruction loss (``recon``, lower is better) that selects checkpoints and stops early,
+    over `held_out` (a loader of the whole held-out set, the same under DDP, where rank 0 evaluates)
+    when given, else over the trainer's validation loader.
     """
 
     primary = "recon"
     higher_is_better = False
 
-    def __init__(self, means: dict[str, PositionMean] | None = None) -> None:
-        self.means = means
+    def __init__(self, means: dict[str, PositionMean] | None = None, held_out: Any = None) -> None:
+        self.means, self.held_out = means, held_out
         self.steps: list[dict[str, torch.Tensor]] = []
 
     def loss(self, outputs: PretrainStep, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -40,7 +42,7 @@ class PretrainObjective:
         return outputs.total, outputs.parts
 
     def validate(self, model: Any, loader: Any, runtime: Any) -> dict[str, float]:
-        return evaluate(_unwrap(model), loader, runtime.device, self.means)
+        return evaluate(_unwrap(model), self.held_out if self.held_out is not None else loader, runtime.device, self.means)
 
 
 class PretrainLog(Callback):

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,10 +89,13 @@ def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path
     backbone = build_model_checked(cfg, domain)
     model, transferred = build_pretrain_model(cfg, domain, backbone, modalities)
     model.to(runtime.device)
-    statistics = make_loader(pool, cfg, domain, modalities, runtime, train=False, split="train")
+    # every process reads the same pool batches (not its DDP shard): the same target statistics,
+    # priors and trivial losses on every rank; held-out evaluation (rank 0) reads the whole held-out set
+    whole = replace(runtime, rank=0, world_size=1)
+    statistics = make_loader(pool, cfg, domain, modalities, whole, train=False, split="train")
     batches = [b.to(runtime.device) for _, b in zip(range(cfg.pretrain.statistics_batches), statistics)]
     means = fit_statistics(model, batches)
-    objective = PretrainObjective(means)
+    objective = PretrainObjective(means, make_loader(held_out, cfg, domain, modalities, whole, train=False, split="val") if len(held_out) else None)
     log = PretrainLog(objective, run_dir / "logs", cfg.train.tensorboard)
     trainer = Trainer(cfg, domain, model, pool, held_out, run_dir, runtime, modalities, [log, *callbacks], objective=objective)
     fit = trainer.fit(resume=resume)
@@ -108,8 +111,7 @@ def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path
     checkpoint = write_pretrained(run_dir, ckpt.unwrap(trainer.model), transferred, cfg, domain, fit.best_epoch)
     from mmapps.pretrain.report import write_pretrain_report
 
-    held_loader = make_loader(held_out, cfg, domain, modalities, runtime, train=False, split="val") if len(held_out) else None
-    metrics, report = write_pretrain_report(run_dir, cfg, domain, ckpt.unwrap(trainer.model), held_loader, means, runtime, fit.history, info)
+    metrics, report = write_pretrain_report(run_dir, cfg, domain, ckpt.unwrap(trainer.model), objective.held_out, means, runtime, fit.history, info)
     _write_summary(run_dir, splits.issues, runtime)
     return PretrainResult(run_dir, metrics, checkpoint, report, info)
 
