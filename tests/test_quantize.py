@@ -90,7 +90,7 @@ def test_static_int8_is_per_channel_qdq_on_convolutions_and_stays_close(tmp_path
     assert weight_dq.op_type == "DequantizeLinear" and producers[conv.input[0]].op_type == "DequantizeLinear"
     scales = next(t for t in model.graph.initializer if t.name == weight_dq.input[1])
     assert list(scales.dims) == [8], "one weight scale per output channel"
-    assert plan["calibration"] == {"method": method, "samples": 16} and plan["int8_ops"].get("Conv") == 1
+    assert plan["calibration"] == {"method": method, "samples": 16, "per_channel_weights": True} and plan["int8_ops"].get("Conv") == 1
     x = {"images": rng.standard_normal((3, 3, 8, 8)).astype(np.float32)}
     ref = ort.InferenceSession(str(source)).run(None, x)[0]
     got = ort.InferenceSession(str(tmp_path / "static.onnx")).run(None, x)[0]

@@ -132,8 +132,10 @@ def skip_counts(issues: IssueLog) -> dict[str, int]:
     return out
 
 
-def build_datasets(cfg: Any) -> DatasetSplits:
+def build_datasets(cfg: Any, splits: tuple[str, ...] = ("train", "val", "test")) -> DatasetSplits:
     """Read the manifest under ``cfg.data.root``, preprocess (and cache) every clip, split them.
+
+    `splits`: the splits to build (the others stay empty, their clips unread): export needs val and train only.
 
     Unusable manifest lines, clips, segments, chat logs and audio files are reported to the
     `IssueLog` (skip or stop per ``cfg.data.on_error``), each naming its manifest line and id, and
@@ -148,6 +150,8 @@ def build_datasets(cfg: Any) -> DatasetSplits:
     for entry in entries:
         try:
             split = assign_split(entry, opts)
+            if split not in splits:
+                continue
             clip = load_clip_features(entry, spec, issues, cache_dir, opts.require_audio)
         except (MediaError, ValueError, FileNotFoundError) as err:
             issues.report(entry.source or entry.clip, f"unusable clip: id {entry.clip_id}: {err}")

@@ -46,7 +46,7 @@ def write_model_card(folder: Path, sidecar: Any, loaded: Any, summary: Any) -> P
         "",
         "## Data",
         f"- Data: the folder `{Path(str(cfg.data.root)).name}` the checkpoint was trained on (the domain's readers, docs/{domain.name}.md); splits by group, no group in two splits.",
-        f"- Samples: train {len(splits.train)}, val {len(splits.val)}, test {len(splits.test)}; skipped inputs: {splits.issues.summary()}.",
+        f"- Samples: {', '.join(f'{n} {len(getattr(splits, n))}' if n in getattr(loaded, 'split_names', (n,)) else f'{n} not read by export' for n in ('train', 'val', 'test'))}; skipped inputs: {splits.issues.summary()}.",
         "",
         "## Metrics",
     ]

@@ -22,6 +22,8 @@ from mmapps.export.sidecar import SIDECAR, Sidecar, write_sidecar
 
 MIN_OPSET = 18
 QUANTIZE = ("none", "dynamic", "static")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+PRECISIONS = ("fp32", "fp16", "bf16")
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to model.onnx.data (protobuf's 2 GiB limit)
 
 
@@ -35,6 +37,23 @@ class ExportResult:
     parity: ParityReport
     seconds: float
     files: dict[str, int]
+    extra: dict[str, Any] | None = None
+
+    def variant_lines(self) -> list[str]:
+        """One line per extra graph (int8, fp16/bf16) for the CLI."""
+        extra, out = self.extra or {}, []
+        q = extra.get("quantized")
+        if q:
+            v, goal = q["validation"], q.get("goal") or {}
+            fmt = lambda x: "n/a" if x is None else f"{x:.4f}"
+            met = {True: "met", False: "MISSED", None: "not checked"}[goal.get("met")]
+            kept = q.get("sensitivity", {}).get("table", [])
+            out.append(f"int8 ({q['model_file']}): {q['int8_mac_share']:.1%} of MACs in int8, {q['sizes']['ratio']:.2f}x smaller; {v['metric']} {fmt(v['fp32'])} -> {fmt(v['int8'])}, "
+                       f"drop 95% CI upper bound {fmt(v['drop_ci_high'])} (goal {goal.get('max_drop_ci_high')}: {met}); fp32 groups kept by sensitivity: {sum(r['kept_fp32'] for r in kept)}")
+        h = extra.get("half")
+        if h:
+            out.append(f"{h['precision']} ({h['model_file']}): {h['parity_line']}")
+        return out
 
 
 def max_opset() -> int:
@@ -51,12 +70,16 @@ def max_opset() -> int:
     return top
 
 
-def check_options(opset: int, quantize: str) -> None:
+def check_options(opset: int, quantize: str, calibration_method: str = "minmax", precision: str = "fp32") -> None:
     top = max_opset()
     if not MIN_OPSET <= opset <= top:
         raise ConfigError(f"--opset {opset}: not supported; mmapps exports opsets {MIN_OPSET} to {top} ({MIN_OPSET} is the oldest with the scatter and attention ops the models need, {top} the newest torch.onnx and the installed onnx support)")
     if quantize not in QUANTIZE:
         raise ConfigError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
+    if calibration_method not in CALIBRATION_METHODS:
+        raise ConfigError(f"--calibration-method {calibration_method!r}: expected one of {', '.join(CALIBRATION_METHODS)} (how static int8 sets activation ranges from the calibration samples)")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)} (fp16 / bf16 add a half-precision graph for GPUs beside the fp32 one)")
 
 
 def export_checkpoint(
@@ -69,6 +92,9 @@ def export_checkpoint(
     calibration_samples: int = 64,
     triton_name: str | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr),
+    calibration_method: str = "minmax",
+    int8_max_drop: float | None = None,
+    precision: str = "fp32",
 ) -> ExportResult:
     """Export a ``.safetensors`` checkpoint of `domain` to the folder `out`.
 
@@ -82,6 +108,12 @@ def export_checkpoint(
         overrides: nested config values over the checkpoint's (``data.root`` to use another copy of the data).
         triton_name: the Triton model name (default ``<domain>``).
         log: where progress lines go.
+        calibration_method: static int8 activation ranges: ``minmax``, ``entropy`` or ``percentile``.
+        int8_max_drop: the int8 accuracy goal (upper bound of the paired-bootstrap 95% CI of the
+            validation primary-metric drop); above it the per-layer sensitivity search keeps the most
+            sensitive op groups fp32. None: no search.
+        precision: ``fp32``, or ``fp16`` / ``bf16`` to add ``model.fp16.onnx`` / ``model.bf16.onnx``
+            (GPU graphs, fp32 inputs and outputs; `mmapps.export.half`).
 
     Raises:
         ConfigError: bad options; CheckpointError: a missing, corrupt or foreign checkpoint;
@@ -90,7 +122,7 @@ def export_checkpoint(
     import time
 
     start = time.perf_counter()
-    check_options(opset, quantize)
+    check_options(opset, quantize, calibration_method, precision)
     checkpoint, out = Path(checkpoint), Path(out)
     if checkpoint.suffix == ".onnx" or checkpoint.is_dir():
         raise CheckpointError(f"--checkpoint {checkpoint}: export reads a .safetensors checkpoint written by train (e.g. <run>/checkpoints/best.safetensors), not an exported model")
@@ -98,7 +130,7 @@ def export_checkpoint(
         raise ConfigError(f"--out {out}: exists and is not an mmapps export folder; give a new or empty folder (an earlier export there is replaced)")
     from mmapps.export.loading import load_for_export
 
-    loaded = load_for_export(checkpoint, domain, overrides)
+    loaded = load_for_export(checkpoint, domain, overrides, ("train", "val") if quantize == "static" else ("val",))
     if quantize == "static" and (calibration_samples <= 0 or len(loaded.splits.train) == 0):
         raise ConfigError(
             f"--quantize static: no calibration data (--calibration-samples {calibration_samples}, {len(loaded.splits.train)} training samples under data root "
@@ -107,13 +139,14 @@ def export_checkpoint(
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
-        sidecar, parity = _export_into(tmp, loaded, opset, quantize, calibration_samples, triton_name or loaded.domain.name, log)
+        options = {"calibration_method": calibration_method, "int8_max_drop": int8_max_drop, "precision": precision}
+        sidecar, parity = _export_into(tmp, loaded, opset, quantize, calibration_samples, triton_name or loaded.domain.name, log, options)
         _replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     files = {p.relative_to(out).as_posix(): p.stat().st_size for p in sorted(out.rglob("*")) if p.is_file()}
-    return ExportResult(out, out / sidecar.model_file, out / SIDECAR, parity, time.perf_counter() - start, files)
+    return ExportResult(out, out / sidecar.model_file, out / SIDECAR, parity, time.perf_counter() - start, files, dict(sidecar.extra))
 
 
 def export_graph(adapter: Any, example: Any, folder: Path, opset: int, domain: Any, config_yaml: str) -> Sidecar:
@@ -135,7 +168,7 @@ def export_graph(adapter: Any, example: Any, folder: Path, opset: int, domain: A
     )
 
 
-def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibration_samples: int, triton_name: str, log: Callable[[str], None]) -> tuple[Sidecar, ParityReport]:
+def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibration_samples: int, triton_name: str, log: Callable[[str], None], options: dict[str, Any]) -> tuple[Sidecar, ParityReport]:
     from mmapps.export.card import write_model_card
     from mmapps.export.session import OnnxModel
     from mmapps.export.triton import write_triton_repository
@@ -153,7 +186,11 @@ def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibrati
     if quantize != "none":
         from mmapps.export.quantize_call import quantize_export
 
-        draft.extra["quantized"] = quantize_export(folder, draft, loaded, quantize, calibration_samples, log)
+        draft.extra["quantized"] = quantize_export(folder, draft, loaded, quantize, calibration_samples, log, options["calibration_method"], options["int8_max_drop"])
+    if options["precision"] != "fp32":
+        from mmapps.export.half import export_half
+
+        draft.extra["half"] = export_half(folder, draft, loaded, options["precision"], log)
     write_triton_repository(folder, triton_name, draft)
     write_model_card(folder, draft, loaded, summary)
     write_sidecar(folder, draft)

@@ -24,6 +24,7 @@ class LoadedCheckpoint:
         adapter: the `ExportAdapter`.
         test_metrics: the run's ``metrics.json`` beside the checkpoint's run folder, or {}.
         checkpoint: the file exported.
+        split_names: the splits asked for (a domain may leave the others empty).
     """
 
     cfg: Any
@@ -35,6 +36,7 @@ class LoadedCheckpoint:
     adapter: Any
     test_metrics: dict[str, Any]
     checkpoint: Path
+    split_names: tuple[str, ...] = ("train", "val", "test")
 
     def loader(self, split: str) -> Any:
         from mmapps.models.build import selected_modalities
@@ -45,8 +47,14 @@ class LoadedCheckpoint:
         return make_loader(getattr(self.splits, split), self.cfg, self.domain, selected_modalities(self.cfg, self.domain), runtime, False, split)
 
 
-def load_for_export(checkpoint: Path, domain: Any, overrides: dict[str, Any] | None = None) -> LoadedCheckpoint:
-    """Read, validate and load `checkpoint` for `domain` on the CPU; build its data splits and adapter."""
+def load_for_export(checkpoint: Path, domain: Any, overrides: dict[str, Any] | None = None, splits: tuple[str, ...] = ("train", "val", "test")) -> LoadedCheckpoint:
+    """Read, validate and load `checkpoint` for `domain` on the CPU; build its data splits and adapter.
+
+    Args:
+        splits: the splits needed (export: ``("val",)``, plus ``"train"`` to calibrate int8). A domain whose
+            ``build_datasets`` takes a ``splits`` keyword builds only those (the others are empty);
+            otherwise all are built.
+    """
     import torch
 
     from mmapps.config import deep_merge, validate_config
@@ -65,15 +73,36 @@ def load_for_export(checkpoint: Path, domain: Any, overrides: dict[str, Any] | N
     model = build_model(cfg, domain)
     ckpt.load_weights(model, state, Path(checkpoint))
     model.eval()
-    splits = build_splits(cfg, domain)
-    loaded = LoadedCheckpoint(cfg, metadata["config"], domain, model, splits, None, None, _run_metrics(Path(checkpoint)), Path(checkpoint))
-    if len(splits.val) == 0:
-        raise DataError(f"export {checkpoint}: the data root {cfg.data.root} has no validation sample ({splits.issues.summary()}); parity and the decision thresholds are computed on validation: give --data with a validation split")
+    built = _build_splits(cfg, domain, splits, build_splits)
+    loaded = LoadedCheckpoint(cfg, metadata["config"], domain, model, built, None, None, _run_metrics(Path(checkpoint)), Path(checkpoint), tuple(splits))
+    if len(built.val) == 0:
+        raise DataError(f"export {checkpoint}: the data root {cfg.data.root} has no validation sample ({built.issues.summary()}); parity and the decision thresholds are computed on validation: give --data with a validation split")
     with torch.no_grad():
         loaded.example = next(iter(loaded.loader("val")))
     factory = resolve(domain.export) if domain.export is not None else resolve("mmapps.export.fusion_adapter:fusion_adapter")
     loaded.adapter = factory(model, cfg, domain, loaded.example)
     return loaded
+
+
+def _build_splits(cfg: Any, domain: Any, wanted: tuple[str, ...], build_all: Any) -> Any:
+    import inspect
+
+    from mmapps.domain import resolve
+
+    fn = resolve(domain.build_datasets)
+    try:
+        takes = "splits" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes = False
+    if not takes or set(wanted) >= {"train", "val", "test"}:
+        return build_all(cfg, domain)
+    from mmapps.data.splits import DatasetSplits
+    from mmapps.testing.steps import fail, type_name
+
+    splits = fn(cfg, splits=tuple(wanted))
+    if not isinstance(splits, DatasetSplits):
+        fail(domain, "datasets", f"build_datasets returned {type_name(splits)}, expected mmapps.data.DatasetSplits(train, val, test, issues, split_of_group, info)", "Domain.build_datasets")
+    return splits
 
 
 def _run_metrics(checkpoint: Path) -> dict[str, Any]:

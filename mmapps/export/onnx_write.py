@@ -33,9 +33,13 @@ def widen(feeds: dict[str, np.ndarray], inputs: list[TensorSpec]) -> dict[str, n
     return out
 
 
-def write_onnx(adapter: Any, feeds: dict[str, np.ndarray], path: Path, opset: int) -> Path:
-    """Export `adapter.module` on `feeds` (widened) to `path`; weights over 1 GiB go to ``<path>.data``."""
+def write_onnx(adapter: Any, feeds: dict[str, np.ndarray], path: Path, opset: int, module: Any = None, optimize: bool = True) -> Path:
+    """Export `adapter.module` (or `module`, which takes the same inputs) on `feeds` (widened) to `path`;
+    weights over 1 GiB go to ``<path>.data``. `optimize` False skips onnxscript's rewrites (a bf16 graph:
+    its BatchNorm fusion leaves fp32 biases on bf16 convolutions)."""
     import torch
+
+    module = adapter.module if module is None else module
 
     from mmapps.export.graph import dynamic_shapes
 
@@ -46,13 +50,13 @@ def write_onnx(adapter: Any, feeds: dict[str, np.ndarray], path: Path, opset: in
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
-                adapter.module, args, dynamo=True, opset_version=opset, dynamic_shapes=shapes,
+                module, args, dynamo=True, opset_version=opset, dynamic_shapes=shapes, optimize=optimize,
                 input_names=[s.name for s in adapter.inputs], output_names=[o.name for o in adapter.outputs], verbose=False,
             )
     except Exception as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ExportFailed(f"export: torch.onnx.export(dynamo=True) failed for {type(adapter.module).__name__} ({type(err).__name__}: {first}); run with --debug for the full trace") from err
-    size = sum(p.numel() * p.element_size() for p in adapter.module.parameters())
+        raise ExportFailed(f"export: torch.onnx.export(dynamo=True) failed for {type(module).__name__} ({type(err).__name__}: {first}); run with --debug for the full trace") from err
+    size = sum(p.numel() * p.element_size() for p in module.parameters())
     path.parent.mkdir(parents=True, exist_ok=True)
     program.save(str(path), external_data=size > (1 << 30))
     return path

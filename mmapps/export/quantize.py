@@ -1,7 +1,7 @@
 """int8 quantisation of an exported graph with ``onnxruntime.quantization``, and its report.
 
 Contract (called by `mmapps.export.quantize_call` from ``export --quantize``):
-``quantize_export(folder, sidecar, loaded, method, calibration_samples, log, calibration_method="minmax") -> dict``
+``quantize_export(folder, sidecar, loaded, method, calibration_samples, log, calibration_method="minmax", max_drop=None) -> dict``
 writes ``model.int8.onnx`` into the export `folder` beside the fp32 ``model.onnx`` and returns a
 JSON-able report kept in ``model.json`` under ``quantized``.
 
@@ -16,8 +16,11 @@ JSON-able report kept in ``model.json`` under ``quantized``.
   quantised dynamically (ConvInteger with per-call activation ranges is slower than fp32 on CPU).
 
 The report states the int8 share of the graph's MACs (MACs per node from shapes inferred on a real
-batch), the op types left in fp32, the file sizes (external data included), and parity on the
-validation split by the primary metric (fp32 and int8 graphs) with max |Δ| and flipped decisions.
+batch), the op types left in fp32 and why (``fp32_reasons``), the file sizes (external data
+included), and the validation split's primary metric of the fp32 and int8 graphs with the
+paired-bootstrap 95% CI of the drop, max |Δ| and flipped decisions. With `max_drop` set and the CI's
+upper bound above it, the per-layer sensitivity search (`mmapps.export.sensitivity`) keeps the most
+sensitive op groups fp32 until the goal is met; the report then holds its table (``sensitivity``).
 """
 
 from __future__ import annotations
@@ -36,12 +39,20 @@ CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 COMPUTE_OPS = ("Conv", "ConvTranspose", "MatMul", "Gemm", "Einsum")
 
 
-def quantize_export(folder: Path, sidecar: Any, loaded: Any, method: str, calibration_samples: int, log: Callable[[str], None] = print, calibration_method: str = "minmax") -> dict[str, Any]:
+def quantize_export(folder: Path, sidecar: Any, loaded: Any, method: str, calibration_samples: int, log: Callable[[str], None] = print, calibration_method: str = "minmax", max_drop: float | None = None) -> dict[str, Any]:
     """Quantise ``folder/<sidecar.model_file>`` into ``folder/model.int8.onnx``; return the report (see the module doc).
+
+    Args:
+        max_drop: the accuracy goal: the upper bound of the paired-bootstrap 95% CI of the validation
+            primary-metric drop; when exceeded, the per-layer sensitivity search keeps the most
+            sensitive op groups fp32 (`mmapps.export.sensitivity`). None: quantise everything, no search.
 
     Raises:
         ConfigError: an unknown method or calibration method; ``static`` without calibration samples.
     """
+    import tempfile
+
+    from mmapps.export.quant_eval import SplitProbe, open_candidate
     from mmapps.export.session import OnnxModel
 
     if method not in ("static", "dynamic"):
@@ -59,18 +70,85 @@ def quantize_export(folder: Path, sidecar: Any, loaded: Any, method: str, calibr
                 f"--quantize static: no calibration data ({len(loaded.splits.train)} training samples, --calibration-samples {calibration_samples}); "
                 "static int8 calibrates activation ranges on training samples: give --data with a training split, or use --quantize dynamic"
             )
-    example = next(_feeds(loaded.loader("val"), fp32.runtime, 2))
+        if calibration_method != "minmax":
+            calibration = uniform_feeds(calibration, sidecar.inputs)
+    probe = SplitProbe.run(loaded, fp32, "val")
+    example = probe.feeds(2)[0]
     log(f"quantising {source.name} ({method}{', ' + calibration_method + ' calibration on ' + str(sum(_rows(f) for f in calibration)) + ' samples' if calibration else ''})...")
-    plan = quantize_graph(source, folder / INT8_FILE, method, example, calibration, calibration_method)
+    target = folder / INT8_FILE
+    with tempfile.TemporaryDirectory(prefix="mmapps-calibration-") as tmp:
+        cache = Path(tmp) / "ranges.json"
+        plan = quantize_graph(source, target, method, example, calibration, calibration_method, cache=cache)
+        macs = plan.pop("_macs")
+        quantize = lambda to, exclude: _without_macs(quantize_graph(source, to, method, example, calibration, calibration_method, exclude, cache, macs))
+        plan["validation"] = probe.compare(open_candidate(sidecar, folder, INT8_FILE))
+        high = plan["validation"]["drop_ci_high"]
+        if max_drop is not None and high is not None and high > max_drop:
+            plan = _sensitivity(plan, quantize, target, probe, macs, max_drop, sidecar, folder, log)
+    plan["goal"] = {"max_drop_ci_high": max_drop, "met": None if max_drop is None or plan["validation"]["drop_ci_high"] is None else plan["validation"]["drop_ci_high"] <= max_drop}
     log(f"int8: {plan['int8_mac_share']:.1%} of MACs; fp32 ops: {', '.join(f'{k} x{v}' for k, v in plan['fp32_ops'].items()) or 'none'}")
-    int8 = OnnxModel(sidecar, folder, INT8_FILE)
-    plan["validation"] = compare_on_split(loaded, fp32, int8, "val")
-    plan["sizes"] = {"fp32_bytes": model_bytes(source), "int8_bytes": model_bytes(folder / INT8_FILE)}
+    plan["sizes"] = {"fp32_bytes": model_bytes(source), "int8_bytes": model_bytes(target)}
     plan["sizes"]["ratio"] = plan["sizes"]["fp32_bytes"] / max(plan["sizes"]["int8_bytes"], 1)
     plan["model_file"] = INT8_FILE
+    for key in ("node_ops", "int8_nodes"):
+        plan.pop(key, None)
     v = plan["validation"]
-    log(f"int8 parity on validation: {v['metric']} fp32 {_fmt(v['fp32'])} -> int8 {_fmt(v['int8'])}, max |Δ| {v['max_abs_diff']:.4g}; size {plan['sizes']['ratio']:.2f}x smaller")
+    log(f"int8 on validation: {v['metric']} fp32 {_fmt(v['fp32'])} -> int8 {_fmt(v['int8'])} (drop {_fmt(v['drop'])}, 95% CI upper bound {_fmt(v['drop_ci_high'])}), "
+        f"max |Δ| {v['max_abs_diff']:.4g}, {v['flipped_decisions']} decisions flipped; size {plan['sizes']['ratio']:.2f}x smaller")
     return plan
+
+
+def _sensitivity(plan: dict[str, Any], quantize: Callable[..., dict[str, Any]], target: Path, probe: Any, macs: dict[str, int], goal: float, sidecar: Any, folder: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """The per-layer sensitivity search (`mmapps.export.sensitivity`) when the first int8 graph misses `goal`."""
+    import onnx
+
+    from mmapps.export.quant_eval import open_candidate
+    from mmapps.export.sensitivity import (
+        layer_sensitivity,
+        node_groups,
+        search_exclusions,
+    )
+
+    log(f"int8 misses the accuracy goal (drop CI upper bound {plan['validation']['drop_ci_high']:.4f} > {goal:g}): per-layer sensitivity...")
+    groups = node_groups(onnx.load(str(Path(folder) / sidecar.model_file), load_external_data=False), plan["int8_nodes"])
+    rows = layer_sensitivity(quantize, groups, probe, macs, log)
+    found = search_exclusions(quantize, target, rows, lambda: probe.compare(open_candidate(sidecar, folder, INT8_FILE)), goal, log)
+    first = {k: plan["validation"][k] for k in ("drop", "drop_ci_high", "int8")} | {"int8_mac_share": plan["int8_mac_share"]}
+    if found["plan"] is None:
+        quantize(target, frozenset())  # no step within the MAC cap: the all-int8 graph stays
+        chosen, validation = plan, plan["validation"]
+    else:
+        chosen, validation = found["plan"], found["validation"]
+    chosen["validation"] = validation
+    excluded = set(found["excluded_groups"]) if found["plan"] is not None else set()
+    chosen["sensitivity"] = {
+        "probe_samples": min(sum(len(b) for b, _, _ in probe.batches), 64), "score": "relative output error ||Δ||/||fp32|| with only that group int8",
+        "all_int8": first, "table": [r | {"kept_fp32": r["group"] in excluded} for r in rows], "steps": found["steps"], "goal_met": found["goal_met"],
+    }
+    chosen["fp32_reasons"] = chosen.get("fp32_reasons", {}) | {g: "kept fp32 by the sensitivity search (largest output error when quantised alone)" for g in excluded}
+    return chosen
+
+
+def uniform_feeds(feeds: list[dict[str, np.ndarray]], inputs: list[Any]) -> list[dict[str, np.ndarray]]:
+    """One-sample feeds of one shape: the histogram calibrators (entropy, percentile) stack every call's
+    activations into one array, so ragged axes (images per study, text length, pillars) are zero-padded to
+    their largest size (zeros are padding: masks and presence are False there) and the batch is split."""
+    batched = {s.name for s in inputs if s.batched}
+    widest: dict[str, list[int]] = {}
+    for feed in feeds:
+        for name, value in feed.items():
+            top = widest.setdefault(name, list(value.shape))
+            widest[name] = [max(a, b) for a, b in zip(top, value.shape)]
+    out = []
+    for feed in feeds:
+        padded = {}
+        for name, value in feed.items():
+            start = 1 if name in batched else 0
+            pad = [(0, 0)] * start + [(0, w - n) for w, n in zip(widest[name][start:], value.shape[start:])]
+            padded[name] = np.pad(value, pad) if any(p[1] for p in pad) else value
+        rows = _rows({k: v for k, v in padded.items() if k in batched}) if batched & set(padded) else 1
+        out += [{k: (v[i : i + 1] if k in batched else v) for k, v in padded.items()} for i in range(rows)]
+    return out
 
 
 def _fmt(value: float | None) -> str:
@@ -102,7 +180,15 @@ def model_bytes(path: Path) -> int:
     return path.stat().st_size + sum((path.parent / name).stat().st_size for name in external)
 
 
-def quantize_graph(source: Path, target: Path, method: str, example: dict[str, np.ndarray], calibration: list[dict[str, np.ndarray]], calibration_method: str = "minmax") -> dict[str, Any]:
+def _without_macs(plan: dict[str, Any]) -> dict[str, Any]:
+    plan.pop("_macs", None)
+    return plan
+
+
+def quantize_graph(
+    source: Path, target: Path, method: str, example: dict[str, np.ndarray], calibration: list[dict[str, np.ndarray]], calibration_method: str = "minmax",
+    exclude: frozenset[str] = frozenset(), cache: Path | None = None, macs: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Write the int8 graph of `source` to `target`; return what was quantised and the int8 share of MACs.
 
     Args:
@@ -112,43 +198,63 @@ def quantize_graph(source: Path, target: Path, method: str, example: dict[str, n
         example: one batch of feeds (to infer every node's shape for the MAC count).
         calibration: feeds for static calibration.
         calibration_method: ``minmax``, ``entropy`` or ``percentile``.
+        exclude: quantisable node names to leave fp32 (the sensitivity search's choice).
+        cache: a JSON file of calibrated activation ranges: written by the first call, read by the next
+            (the sensitivity search calibrates once).
+        macs: node -> MACs from an earlier call (returned under ``_macs``), to skip the shape pass.
     """
     import onnx
 
-    from mmapps.export.quantize_ops import dynamic_int8, node_macs, static_int8
+    from mmapps.export.quantize_ops import dynamic_int8, node_macs, quantized_sources, static_int8
 
     model = onnx.load(str(source))
-    macs = node_macs(model, example)
+    macs = macs if macs is not None else node_macs(model, example)
     initializers = {t.name for t in model.graph.initializer}
     constant = _constant_outputs(model, initializers)
-    convs = [n.name for n in model.graph.node if n.op_type in ("Conv",)]
-    linear = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in constant]
-    tables = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in initializers and _is_table(model, n.input[0])]
+    convs = [n.name for n in model.graph.node if n.op_type in ("Conv",) and n.name not in exclude]
+    linear = [n.name for n in model.graph.node if n.op_type in ("MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in constant and n.name not in exclude]
+    tables = [n.name for n in model.graph.node if n.op_type == "Gather" and n.input[0] in initializers and _is_table(model, n.input[0]) and n.name not in exclude]
+    Path(target).unlink(missing_ok=True)
     stage = source
     if method == "static" and convs:
-        tmp = target.with_suffix(".qdq.tmp.onnx")
-        static_int8(stage, tmp, calibration, convs, calibration_method)
+        tmp = Path(target).with_suffix(".qdq.tmp.onnx")
+        static_int8(stage, tmp, calibration, convs, calibration_method, cache)
         stage = tmp
     if linear or tables:
         dynamic_int8(stage, target, linear + tables)
-    elif stage != target:
-        stage.replace(target)
-    if stage != source and stage != target and Path(stage).exists():
+    elif stage != source:
+        Path(stage).replace(target)
+    if stage != source and Path(stage).exists() and Path(stage) != Path(target):
         Path(stage).unlink()
     if not Path(target).exists():  # nothing to quantise: the int8 file is the fp32 graph
         onnx.save(model, str(target))
-    int8_nodes = set(linear) | (set(convs) if method == "static" else set())
+    int8_nodes = quantized_sources(target, convs if method == "static" else [], linear)
     total = sum(macs.values())
     ops = {n.name: n.op_type for n in model.graph.node}
-    fp32_ops = Counter(ops[name] for name in macs if name not in int8_nodes and macs[name] > 0)
+    fp32_nodes = [name for name in macs if name not in int8_nodes and macs[name] > 0]
+    reasons: dict[str, str] = {}
+    for name in fp32_nodes:
+        if name in exclude:
+            continue
+        reasons.setdefault(ops[name], "")
+    why = {
+        "MatMul": "products of two activations (Q·Kᵀ, probabilities·V): no constant weight to quantise, and softmax's inputs stay exact",
+        "Conv": "dynamic int8 Conv (ConvInteger with per-call ranges) is slower than fp32 on CPU: convolutions are int8 only with --quantize static",
+        "Gemm": "no constant weight",
+    }
     return {
         "method": method,
-        "calibration": {"method": calibration_method, "samples": sum(_rows(f) for f in calibration)} if method == "static" else None,
+        "calibration": {"method": calibration_method, "samples": sum(_rows(f) for f in calibration), "per_channel_weights": True} if method == "static" else None,
         "int8_ops": dict(Counter(ops[n] for n in int8_nodes)) | ({"Gather (embedding tables, int8 storage)": len(tables)} if tables else {}),
-        "fp32_ops": dict(fp32_ops),
+        "fp32_ops": dict(Counter(ops[name] for name in fp32_nodes)),
+        "fp32_reasons": {op: why.get(op, "not a quantisable pattern") for op in reasons},
         "int8_mac_share": sum(macs.get(n, 0) for n in int8_nodes) / total if total else 0.0,
         "macs_per_sample": total / max(_rows(example), 1),
-        "fp32_nodes": sorted((name for name in macs if name not in int8_nodes and macs[name] > 0), key=lambda n: -macs[n])[:20],
+        "fp32_nodes": sorted(fp32_nodes, key=lambda n: -macs[n])[:20],
+        "excluded_nodes": sorted(exclude),
+        "int8_nodes": sorted(int8_nodes | set(tables)),
+        "node_ops": ops,
+        "_macs": macs,
     }
 
 
@@ -167,34 +273,3 @@ def _constant_outputs(model: Any, initializers: set[str]) -> set[str]:
         if node.op_type == "Constant" or (node.op_type in ("Transpose", "Cast", "Reshape", "Identity") and all(i in constant or not i for i in node.input)):
             constant.update(node.output)
     return constant
-
-
-def compare_on_split(loaded: Any, fp32: Any, int8: Any, split: str) -> dict[str, Any]:
-    """Primary metric of both graphs on `split`, max |Δ| of the outputs and decisions flipped at the sidecar's thresholds."""
-    from mmapps.export.scores import decisions, record_scores
-    from mmapps.export.validation import _float, _records
-    from mmapps.train.trainer import compute_metrics, primary_key
-
-    domain, cfg = loaded.domain, loaded.cfg
-    records: dict[str, dict[str, list]] = {"fp32": {}, "int8": {}}
-    diff = 0.0
-    for batch in loaded.loader(split):
-        feeds = fp32.runtime.feeds(batch)
-        a, b = fp32.run(feeds), int8.run(feeds)
-        for name in a:
-            if np.issubdtype(a[name].dtype, np.floating) and a[name].size:
-                diff = max(diff, float(np.max(np.abs(a[name].astype(np.float64) - b[name].astype(np.float64)))))
-        _records(domain, fp32.runtime.model_outputs(a, batch), batch, records["fp32"])
-        _records(domain, int8.runtime.model_outputs(b, batch), batch, records["int8"])
-    quick = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"bootstrap_resamples": 0})})
-    key = primary_key(domain)
-    metrics = {name: compute_metrics(domain, rec, quick, rec) for name, rec in records.items()}
-    flipped = 0
-    thresholds = getattr(fp32.sidecar, "thresholds", {}) or {}
-    for task in domain.tasks:
-        if task.name in thresholds:
-            ref = decisions(task, record_scores(records["fp32"].get(task.name, [])), thresholds[task.name])
-            got = decisions(task, record_scores(records["int8"].get(task.name, [])), thresholds[task.name])
-            if ref is not None and got is not None:
-                flipped += int((ref != got).sum())
-    return {"split": split, "metric": key, "fp32": _float(metrics["fp32"].get(key)), "int8": _float(metrics["int8"].get(key)), "max_abs_diff": diff, "flipped_decisions": flipped}

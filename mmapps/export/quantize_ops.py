@@ -15,8 +15,9 @@ import numpy as np
 _CALIBRATION = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 
 
-def static_int8(source: Path, target: Path, calibration: list[dict[str, np.ndarray]], nodes: list[str], method: str = "minmax") -> None:
-    """Static int8 QDQ of the Conv `nodes`: per-channel int8 weights, uint8 activations calibrated on `calibration` feeds."""
+def static_int8(source: Path, target: Path, calibration: list[dict[str, np.ndarray]], nodes: list[str], method: str = "minmax", cache: Path | None = None) -> None:
+    """Static int8 QDQ of the Conv `nodes`: per-channel int8 weights, uint8 activations calibrated on `calibration` feeds
+    (or read from `cache`, a JSON file of ranges an earlier call with the same graph and method wrote there)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -38,7 +39,7 @@ def static_int8(source: Path, target: Path, calibration: list[dict[str, np.ndarr
     quantize_static(
         str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=getattr(CalibrationMethod, _CALIBRATION[method]),
-        op_types_to_quantize=["Conv"], nodes_to_quantize=nodes, extra_options=extra,
+        op_types_to_quantize=["Conv"], nodes_to_quantize=nodes, extra_options=extra, calibration_cache_path=cache,
     )
 
 
@@ -47,7 +48,23 @@ def dynamic_int8(source: Path, target: Path, nodes: list[str]) -> None:
     and of the Gather `nodes` of embedding tables (int8 table, dequantised after the lookup)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_quantize=nodes, per_channel=False)
+    # the dynamic quantiser first rewrites Gemm as MatMul (+ Add), naming the MatMul "<gemm>_MatMul"
+    names = list(nodes) + [f"{n}_MatMul" for n in nodes]
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_quantize=names, per_channel=False)
+
+
+def quantized_sources(target: Path, convs: list[str], linear: list[str]) -> set[str]:
+    """The source nodes that really run int8 in the `target` graph: Conv fed by a DequantizeLinear weight (QDQ),
+    MatMul/Gemm turned into MatMulInteger / DynamicQuantizeMatMul (named ``<node>_quant`` or ``<node>_MatMul_quant``)."""
+    import onnx
+
+    model = onnx.load(str(target), load_external_data=False)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    by_name = {n.name: n for n in model.graph.node}
+    done = {n for n in convs if n in by_name and len(by_name[n].input) > 1 and getattr(producers.get(by_name[n].input[1]), "op_type", "") == "DequantizeLinear"}
+    integer = {n.name for n in model.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")}
+    done |= {n for n in linear if f"{n}_quant" in integer or f"{n}_MatMul_quant" in integer}
+    return done
 
 
 def node_macs(model: Any, feeds: dict[str, np.ndarray]) -> dict[str, int]:
