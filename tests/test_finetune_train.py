@@ -43,6 +43,17 @@ def test_smoke_train_per_mode(shapes_domain, tmp_path, mode):
         assert changed & encoders
     adapters = tmp_path / "run" / "checkpoints" / "best.adapters.safetensors"
     assert adapters.exists() == (mode in ("lora", "ia3"))
+    if mode in ("lora", "ia3"):  # the adapters-only file merged onto its base is the checkpoint export and evaluate take
+        from mmapps.finetune import apply_finetune, has_adapters, load_adapters, unload_adapters
+
+        seed_everything(cfg.seed)
+        rebuilt = build_model(cfg, shapes_domain)  # the base it started from (no --init: the seeded initial weights)
+        apply_finetune(rebuilt, cfg.finetune)
+        load_adapters(rebuilt, adapters)
+        merged = unload_adapters(rebuilt)
+        assert not has_adapters(merged) and set(merged.state_dict()) == set(state)
+        for key, value in merged.state_dict().items():
+            assert torch.allclose(value, state[key], atol=1e-6), key
     evaluated = evaluate(best, shapes_domain, tmp_path / "eval")
     primary = shapes_domain.primary_task.primary_metric
     assert evaluated.metrics[primary] == pytest.approx(result.metrics[primary], abs=1e-6)
@@ -64,3 +75,24 @@ def test_info_recipe_prints_trainable_parameters(shapes_domain):
     result = CliRunner().invoke(build_app(), ["shapes", "info", "--recipe", "smoke"])
     assert result.exit_code == 0, result.output
     assert "parameters (recipe smoke" in result.output and "trainable" in result.output and "fusion" in result.output
+
+
+def test_info_shows_trainable_and_total_parameters_under_lora(shapes_domain):
+    import re
+
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import build_app
+
+    def counts(*extra):
+        result = CliRunner().invoke(build_app(), ["shapes", "info", "--recipe", "smoke", *extra])
+        assert result.exit_code == 0, result.output
+        return {m.group(1): (int(m.group(2).replace(",", "")), int(m.group(3).replace(",", "")))
+                for m in re.finditer(r"^(\w+)\s+([\d,]+) of ([\d,]+) trainable", result.output, flags=re.M)}
+
+    full = counts()
+    lora = counts("--set", "finetune.parts.fusion.mode=lora", "--set", "finetune.parts.image.mode=lora", "--set", "finetune.parts.image.rank=2")
+    assert lora["model"][1] > full["model"][1]  # the adapters add parameters to the total
+    for part in ("fusion", "image"):
+        assert 0 < lora[part][0] < 0.5 * full[part][0]  # only the adapters train
+    assert lora["heads"] == full["heads"]  # heads always trained

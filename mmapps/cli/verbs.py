@@ -153,14 +153,17 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
 
     @app.command("info")
     @user_errors
-    def info(recipe: Optional[str] = typer.Option(None, help="print this recipe's resolved config")) -> None:
+    def info(
+        recipe: Optional[str] = typer.Option(None, help="print this recipe's resolved config"),
+        set_: List[str] = typer.Option([], "--set", help="with --recipe: override a field, e.g. finetune.parts.fusion.mode=lora (repeatable)"),
+    ) -> None:
         """Modalities, tasks, recipes and fusions of the domain."""
         domain = get_domain(name)
         if recipe:
             from mmapps.config import config_to_yaml
             from mmapps.workflows.resolve import resolve_config
 
-            cfg = resolve_config(domain, recipe)
+            cfg = resolve_config(domain, recipe, overrides=set_)
             typer.echo(config_to_yaml(cfg))
             from mmapps.finetune import apply_finetune, format_summary, parameter_summary
             from mmapps.models.build import build_model
