@@ -79,7 +79,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
     @app.command("evaluate")
     @user_errors
     def evaluate(
-        checkpoint: Path = typer.Option(..., "--checkpoint", help="a .safetensors checkpoint written by train"),
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="a .safetensors checkpoint written by train, or an export folder / its model.onnx written by export"),
         data: Optional[Path] = typer.Option(None, "--data", help="data root (default: the one the model was trained on)"),
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default <run>/eval)"),
         drop_modality: List[str] = typer.Option([], "--drop-modality", help="remove a modality at test time (repeatable)"),
@@ -106,7 +106,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
     @app.command("predict")
     @user_errors
     def predict(
-        checkpoint: Path = typer.Option(..., "--checkpoint", help="a .safetensors checkpoint written by train"),
+        checkpoint: Path = typer.Option(..., "--checkpoint", help="a .safetensors checkpoint written by train, or an export folder / its model.onnx written by export"),
         data: Path = typer.Option(..., "--data", help="data root to predict on"),
         out: Path = typer.Option(Path("predictions"), "--out", help="output folder"),
         split: str = typer.Option("test", help="train, val or test"),
