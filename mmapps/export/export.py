@@ -183,6 +183,7 @@ def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibrati
     draft.thresholds, draft.score_distribution, draft.parity = summary.thresholds, summary.distributions, summary.parity.to_json()
     draft.extra["validation_metrics"] = summary.metrics_torch
     draft.extra["test_metrics"] = loaded.test_metrics
+    draft.extra["input_distribution"] = __import__("mmapps.serve.input_profile", fromlist=["_"]).split_input_distribution(loaded.splits.val, loaded.cfg, loaded.domain)  # input drift references (serve)
     if quantize != "none":
         from mmapps.export.quantize_call import quantize_export
 

@@ -4,7 +4,7 @@
 (decoded and de-identified) and their predictions. It times out as a whole
 (``settings.request_timeout_s``), stores de-identified inputs when ``--store-inputs`` asks,
 scores the shadow version after the answer is ready and hands scores and input facts (presence,
-view, never text) to the monitoring's ``observe``.
+view, image statistics, never text: `mmapps.serve.input_profile`) to the monitoring's ``observe``.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import yaml
 from fastapi import Request
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.input_profile import sample_facts
 from mmapps.serve.request_roots import RequestRoot
 from mmapps.serve.state import ServiceState
 
 TEXT_SUFFIXES = (".txt", ".csv", ".json", ".jsonl", ".xml", ".srt", ".vtt")
-_SAFE_META = ("view", "n_images", "has_note", "n_points", "n_frames", "duration_s")
 
 
 @dataclass
@@ -43,20 +43,6 @@ def job_config(runner: Any, written: RequestRoot) -> dict[str, Any]:
     values["data"]["options"] = {**(values["data"].get("options") or {}), **written.options}
     values.setdefault("cache", {})["enabled"] = False  # served inputs are never cached
     return values
-
-
-def input_facts(samples: list[Any], modalities: list[str]) -> dict[str, list]:
-    """What drift monitoring may see of the samples (``observe``'s inputs): presence and a few categorical or numeric facts, never text or ids."""
-    facts: dict[str, list] = {f"present.{m}": [s.inputs.get(m) is not None for s in samples] for m in modalities}
-    for key in _SAFE_META:
-        values = [s.meta[key] for s in samples if isinstance(s.meta.get(key), (str, int, float, bool))]
-        if values:
-            facts[key] = values
-    images = [s.inputs.get("image") for s in samples if hasattr(s.inputs.get("image"), "float")]
-    if images:
-        facts["image_mean"] = [float(i.float().mean()) for i in images]
-        facts["image_std"] = [float(i.float().std()) for i in images]
-    return facts
 
 
 def scores_of(predictions: list[Any]) -> dict[str, np.ndarray]:
@@ -85,7 +71,7 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
             samples, predictions = await _decode_and_predict(state, request, written, job, loaded)
     finally:
         written.cleanup()
-    facts = input_facts(samples, runner.modalities)
+    facts = sample_facts(samples, {m: runner.domain.modality(m).kind for m in runner.modalities})
     state.metrics.observe(state.domain.name, loaded.name, scores_of(predictions), facts)
     shadow = state.versions.shadow
     if shadow and shadow != loaded.name:

@@ -23,16 +23,27 @@ from mmapps.serve.runner import ModelRunner, load_runner
 
 
 def drift_reference(runner: ModelRunner) -> dict[str, Any] | None:
-    """The validation distributions of an export folder's ``model.json`` (drift monitoring), None for a checkpoint."""
-    sidecar = runner.source / "model.json" if runner.source.is_dir() else None
-    if sidecar is None or not sidecar.is_file():
-        return None
-    import json
+    """The validation distributions a version's drift is measured against.
 
+    An export folder: its ``model.json`` (``score_distribution`` and ``input_distribution``). A
+    training checkpoint: the input distribution of its run's validation split
+    (`mmapps.serve.input_profile.checkpoint_input_distribution`); no score reference (export the
+    model for prediction drift).
+    """
     try:
         from mmapps.serve.metrics import reference_from_sidecar
     except ImportError:
         return None
+    if not runner.source.is_dir():
+        from mmapps.serve.input_profile import checkpoint_input_distribution
+
+        inputs = checkpoint_input_distribution(runner.source, runner.cfg, runner.domain)
+        return {"scores": {}, "inputs": inputs, "labels": {}} if inputs else None
+    sidecar = runner.source / "model.json"
+    if not sidecar.is_file():
+        return None
+    import json
+
     try:
         return reference_from_sidecar(json.loads(sidecar.read_text()))
     except ValueError:
