@@ -102,6 +102,11 @@ class TaskSpec:
         metrics: lazy ref, see module docstring.
         primary_metric: key of the metrics dict used for early stopping and model selection.
         higher_is_better: direction of the primary metric.
+        bootstrap_metric: optional lazy ref to ``fn(records, cfg) -> Callable[[rows], float]``: the
+            primary metric prepared once for a resampling loop (the label-efficiency study's paired
+            bootstrap). The returned function takes integer row indices into `records` (repeats
+            allowed) and returns the primary metric of that resample, equal to ``metrics`` on the
+            same records. Without it, each resample calls ``metrics`` (every metric, slow).
         labels_option: key of ``cfg.data.options`` whose list, when the user sets it, replaces
             ``labels`` for that run (e.g. medical ``findings``); see `with_configured_labels`.
     """
@@ -115,6 +120,7 @@ class TaskSpec:
     primary_metric: str
     higher_is_better: bool = True
     labels_option: str | None = None
+    bootstrap_metric: Ref | None = None
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ domain = Domain(
             postprocess="mmapps.tasks.postprocess:sigmoid_scores",
             metrics="mmapps_domains.medical.metrics:findings_metrics",
             primary_metric="auroc/macro",
+            bootstrap_metric="mmapps_domains.medical.metrics:macro_auroc_resampler",
             labels_option="findings",  # --set 'data.options.findings=[...]' sizes the head and names the columns
         ),
     ),

@@ -7,7 +7,7 @@ Targets use NaN for ignored labels (u-ignore, masked blanks); every metric drops
 from __future__ import annotations
 
 import math
-from typing import Any, Literal, NamedTuple, Sequence
+from typing import Any, Callable, Literal, NamedTuple, Sequence
 
 import numpy as np
 
@@ -32,6 +32,19 @@ def records_to_arrays(records: Sequence[Any]) -> FindingArrays:
     y = np.array([[math.nan if v is None else v for v in r.target] for r in records], dtype=float)
     s = np.array([r.prediction["scores"] for r in records], dtype=float)
     return FindingArrays(y, s, np.array([str(r.group_id) for r in records]), [dict(r.meta or {}) for r in records])
+
+
+def macro_auroc_resampler(records: Sequence[Any], cfg: Any = None) -> Callable[[np.ndarray], float]:
+    """``TaskSpec.bootstrap_metric``: ``auroc/macro`` of a resample (row indices) of `records`, arrays built once."""
+    arrays = records_to_arrays(records)
+
+    def metric(rows: np.ndarray) -> float:
+        try:
+            return macro_auroc(arrays.y[rows], arrays.s[rows])
+        except ValueError:
+            return math.nan
+
+    return metric
 
 
 def finding_names(cfg: Any, n_labels: int) -> list[str]:

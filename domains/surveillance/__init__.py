@@ -40,6 +40,7 @@ domain = Domain(
             postprocess=f"{_PKG}.metrics:postprocess",
             metrics=f"{_PKG}.metrics:events_metrics",
             primary_metric="frame/auc",
+            bootstrap_metric=f"{_PKG}.metrics:frame_auc_resampler",
         ),
     ),
     build_datasets=f"{_PKG}.dataset:build_datasets",

@@ -10,7 +10,7 @@ XD-Violence code (``frame/ap_xd``) are computed; bootstrap CIs resample whole cl
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from torch import Tensor
@@ -59,6 +59,43 @@ def xd_average_precision(y: np.ndarray, s: np.ndarray) -> float:
 def _labelled(records: Sequence[Any]) -> list[Any]:
     """Records whose frame labels are known (normal clips, or clips with segments)."""
     return [r for r in records if r.meta.get("segments") or not r.meta.get("clip_labels")]
+
+
+def frame_auc_resampler(records: Sequence[Any], cfg: Any = None) -> Callable[[np.ndarray], float]:
+    """``TaskSpec.bootstrap_metric``: ``frame/auc`` of a resample (row indices) of `records`.
+
+    The frames of a window share its score, so each clip reduces once to per-window (score,
+    positive frames, negative frames); a resample's AUC is the Mann-Whitney statistic over those
+    weighted windows (ties count one half), equal to ``roc_auc_score`` on the expanded frames
+    (`frame_metrics`) without expanding them. Unlabelled clips contribute nothing, as there.
+    """
+    per_clip: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = []
+    labelled = {id(r) for r in _labelled(records)}
+    for r in records:
+        if id(r) not in labelled:
+            per_clip.append(None)
+            continue
+        m, scores = r.meta, np.asarray(r.prediction["scores"], np.float64).max(1)  # (W,)
+        n = max(1, int(round(m["duration"] * m["fps"])))
+        window = np.minimum(np.floor(np.arange(n) / m["fps"] / m["window_s"] + 1e-9).astype(int), len(scores) - 1)
+        y = frame_labels(m["segments"], m["fps"], m["duration"])
+        pos = np.bincount(window, weights=y, minlength=len(scores))
+        per_clip.append((scores, pos, np.bincount(window, minlength=len(scores)) - pos))
+
+    def metric(rows: np.ndarray) -> float:
+        chosen = [per_clip[i] for i in rows if per_clip[i] is not None]
+        if not chosen:
+            return float("nan")
+        s, pos, neg = (np.concatenate([c[k] for c in chosen]) for k in range(3))
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            return float("nan")
+        unique, inverse = np.unique(s, return_inverse=True)
+        pos_u, neg_u = np.bincount(inverse, weights=pos, minlength=unique.size), np.bincount(inverse, weights=neg, minlength=unique.size)
+        below = np.cumsum(neg_u) - neg_u  # negatives with a strictly lower score
+        return float(np.sum(pos_u * (below + 0.5 * neg_u)) / (n_pos * n_neg))
+
+    return metric
 
 
 def frame_metrics(records: Sequence[Any], classes: Sequence[str], resamples: int = 0, level: float = 0.95) -> dict[str, float]:

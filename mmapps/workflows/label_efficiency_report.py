@@ -157,6 +157,11 @@ def _metric_fn(ctx: Any):
             cfg = resolve_config(ctx.domain, ctx.recipe, overrides=["eval.bootstrap_resamples=0"])
         return float(compute_metrics(ctx.domain, {task: records}, cfg).get(primary, math.nan))
 
+    resampler = ctx.domain.primary_task.bootstrap_metric
+    if resampler is not None:  # the primary metric prepared once per run: a resample costs array indexing only
+        from mmapps.domain import resolve
+
+        metric.prepare = lambda records: resolve(resampler)(records, None)  # type: ignore[attr-defined]
     return metric
 
 

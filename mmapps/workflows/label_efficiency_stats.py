@@ -56,10 +56,11 @@ def paired_difference(metric: Metric, a: Sequence[Records], b: Sequence[Records]
     ids, runs = aligned([*a, *b])
     n = len(a)
     groups = np.array([runs[0][i].group_id for i in range(len(ids))])
+    prepare = getattr(metric, "prepare", None) or (lambda records: lambda rows: metric([records[i] for i in rows]))
+    scorers = [prepare(records) for records in runs]  # a metric with `prepare` builds its arrays once per run
 
     def statistic(rows: np.ndarray) -> float:
-        diffs = [metric([runs[s][i] for i in rows]) - metric([runs[n + s][i] for i in rows]) for s in range(n)]
-        return float(np.mean(diffs))
+        return float(np.mean([scorers[s](rows) - scorers[n + s](rows) for s in range(n)]))
 
     ci = bootstrap_ci(statistic, [np.arange(len(ids))], groups=groups, n_resamples=resamples, seed=seed)
     return PairedDifference(ci.estimate, ci.low, ci.high, resamples)
@@ -79,6 +80,22 @@ def macro_auroc_of(labels: Sequence[int]) -> Metric:
                 values.append(roc_auc(y, scores[keep, j]))
         return float(np.mean(values)) if values else math.nan
 
+    def prepare(records: Records) -> Callable[[np.ndarray], float]:
+        scores = np.array([r.prediction["scores"] for r in records], dtype=float)
+        targets = np.array([r.target for r in records], dtype=float)
+
+        def on_rows(rows: np.ndarray) -> float:
+            values = []
+            for j in labels:
+                y, s = targets[rows, j], scores[rows, j]
+                keep = np.isin(y, (0.0, 1.0))
+                if 0 < y[keep].sum() < keep.sum():
+                    values.append(roc_auc(y[keep], s[keep]))
+            return float(np.mean(values)) if values else math.nan
+
+        return on_rows
+
+    metric.prepare = prepare  # type: ignore[attr-defined]
     return metric
 
 
