@@ -79,7 +79,7 @@ def test_presets_follow_the_protocol():
     quick, full = PRESETS["quick"], PRESETS["full"]
     assert quick.budgets == (25, None) and quick.seeds == 3 and full.seeds == 3
     assert full.budgets == (25, 50, 100, 250, None) and len(full.lrs) > 1
-    assert {"linear_probe", "compute_matched", "lora", "missing_modality", "unimodal"} <= set(full.controls)
+    assert {"linear_probe", "compute_matched", "shuffled_pairs", "lora", "missing_modality", "unimodal"} <= set(full.controls)
 
 
 @pytest.mark.slow
@@ -89,8 +89,16 @@ def test_smoke_study_end_to_end(shapes_domain, tmp_path):
     md = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"])
     payload = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
     assert [r["budget"] for r in payload["rows"]] == ["8", "all"]
-    assert {"linear_probe", "compute_matched", "lora"} <= set(payload["controls"])
+    assert {"linear_probe", "compute_matched", "lora", "shuffled_pairs"} <= set(payload["controls"])
     text = md.read_text()
-    assert "Verdict" in text and "pretrained - scratch" in text and "## Cost" in text
+    assert "Verdict" in text and "pretrained - scratch" in text and "## Cost" in text and "CI width" in text and "## Control: shuffled pairs" in text
     runs = {(r["arm"], r["budget"]) for r in payload["runs"]}
     assert runs == {("scratch", "8"), ("pretrained", "8"), ("scratch", "all"), ("pretrained", "all")}
+    shuffled = {(c["arm"], c["budget"], c["reference"]) for c in payload["controls"]["shuffled_pairs"]}
+    assert shuffled == {("pretrained-shuffled-pairs", "8", "pretrained"), ("pretrained-shuffled-pairs", "all", "pretrained")}
+    pools = {name: json.loads((tmp_path / name / "pool.json").read_text()) for name in ("pretrain-default", "pretrain-shuffled-pairs")}
+    assert not pools["pretrain-default"]["pairs shuffled across samples"] and pools["pretrain-shuffled-pairs"]["pairs shuffled across samples"]  # only in that arm
+    assert json.loads((tmp_path / "runs" / "pretrained-shuffled-pairs-b8-s0-lr0.001" / "study_run.json").read_text())["info"]["init"] == str(tmp_path / "pretrain-shuffled-pairs" / "checkpoints" / "pretrained.safetensors")
+    again = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"], cached_only=True)
+    rerendered = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
+    assert again == md and rerendered["rows"] == payload["rows"] and rerendered["controls"] == payload["controls"] and rerendered["cost"]["cached_only"]

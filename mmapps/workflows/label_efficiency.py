@@ -13,7 +13,9 @@ Protocol (fixed before any result; docs/pretraining.md):
 - verdict: the paired 95 % bootstrap CI (test groups resampled) of the mean over seeds of
   (pretrained - scratch) on the primary metric;
 - controls (``full`` preset): linear probe (pretrained vs random frozen encoders and fusion),
-  compute-matched scratch (as many extra steps as the pretraining took), LoRA vs full
+  compute-matched scratch (as many extra steps as the pretraining took), pairs shuffled across
+  samples (the same pretraining on a pool whose modalities are re-paired across samples, so
+  cross-modal objectives see no true pair: ``pretrain.shuffle_pairs``), LoRA vs full
   fine-tuning (metric, trainable parameters, peak memory, samples/s), missing-modality
   robustness with vs without whole-modality masking in the pretraining, unimodal pretraining
   (one modality's encoder pretrained alone); medical: per group of findings by the modality that
@@ -60,10 +62,10 @@ class StudyPreset:
 
 PRESETS = {
     # the pipeline end to end in seconds (tests): meaningless figures
-    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora"), resamples=20),
+    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora", "shuffled_pairs"), resamples=20),
     "quick": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=(), resamples=1000),
     "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3),
-                        controls=("linear_probe", "compute_matched", "lora", "missing_modality", "unimodal")),
+                        controls=("linear_probe", "compute_matched", "shuffled_pairs", "lora", "missing_modality", "unimodal")),
 }
 
 
@@ -89,7 +91,8 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
     """Run the study; write ``label_efficiency_<domain>.{json,md}`` in `out_dir` and return the Markdown path.
 
     With `cached_only`, nothing is trained: the report covers the runs already finished in `out_dir`
-    (an interrupted study), and says how many of the planned runs it holds.
+    (an interrupted study, or a re-rendering of a finished one, controls included), and says how
+    many of the planned runs it holds.
     """
     from mmapps.errors import ConfigError
     from mmapps.workflows.label_efficiency_arms import StudyContext
@@ -101,7 +104,7 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
         plan = StudyPreset(plan.budgets, seeds, plan.lrs, plan.controls, plan.resamples)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir)
+    ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir, cached_only)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     pretraining = ctx.pretraining("default")
     runs: list[ArmRun] = []
@@ -111,14 +114,16 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
             for lr in plan.lrs:
                 for arm in ("scratch", "pretrained"):
                     planned += 1
-                    run = ctx.cached(arm, budget, seed, lr) if cached_only else ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1)
+                    if arm == "pretrained" and pretraining is None:  # cached-only, the pretraining unfinished
+                        continue
+                    run = ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1)
                     if run is not None:
                         runs.append(run)
     runs = select_lr(runs)
-    controls = {} if cached_only else ctx.controls(plan, pretraining, runs)
+    controls = ctx.controls(plan, pretraining, runs)
     from mmapps.workflows.label_efficiency_report import write_study
 
-    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost, "runs_planned": planned, "runs_reported": len(runs)}
+    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost if pretraining else {}, "runs_planned": planned, "runs_reported": len(runs), "cached_only": cached_only}
     return write_study(ctx, plan, preset, pretraining, runs, controls, cost)
 
 

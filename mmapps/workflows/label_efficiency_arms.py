@@ -27,8 +27,9 @@ class Pretraining:
 class StudyContext:
     """Resolves configs, runs (or reuses) pretrainings and fine-tuning runs in one folder."""
 
-    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path) -> None:
+    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path, cached_only: bool = False) -> None:
         self.domain, self.setup, self.overrides, self.out_dir = domain, setup, overrides, out_dir
+        self.cached_only = cached_only  # nothing is trained: finished runs are read, missing ones are None
         self.recipe = setup["recipe"] if setup["recipe"] in domain.recipes else "smoke"
         user_steps = [o.split("=", 1)[1] for o in overrides if o.startswith("train.max_steps=")]
         self.steps = int(user_steps[-1]) if user_steps else int(setup["steps"])
@@ -39,8 +40,8 @@ class StudyContext:
         return [*self.setup["overrides"], *COMMON, *extra, *self.overrides]
 
     # -- pretraining --------------------------------------------------------------------------
-    def pretraining(self, name: str, *extra: str) -> Pretraining:
-        """The pretraining `name` (extra overrides), run once and reused from ``<out>/pretrain-<name>``."""
+    def pretraining(self, name: str, *extra: str) -> Pretraining | None:
+        """The pretraining `name` (extra overrides), run once and reused from ``<out>/pretrain-<name>``; None when cached-only and not finished."""
         from mmapps.pretrain.recipes import resolve_pretrain_config
         from mmapps.pretrain.workflow import PRETRAINED_FILE, pretrain
         from mmapps.train import checkpoint as ckpt
@@ -48,6 +49,8 @@ class StudyContext:
         run_dir = self.out_dir / f"pretrain-{name}"
         checkpoint = run_dir / "checkpoints" / PRETRAINED_FILE
         cost_file = run_dir / "study_cost.json"
+        if not checkpoint.exists() and self.cached_only:
+            return None
         if not checkpoint.exists():
             wall, cpu = time.perf_counter(), time.process_time()
             overrides = [o for o in self.base(*self.setup["pretrain"], *extra) if not o.startswith("data.label_budget")] + [f"out_dir={run_dir}"]
@@ -61,18 +64,19 @@ class StudyContext:
 
         saved = json.loads(cost_file.read_text()) if cost_file.exists() else {}
         state = ckpt.load_training_state(run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE, tensors=False) if (run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE).exists() else {}
-        steps = int(state.get("global_step", 0))
+        steps = int(state.get("global_step", 0)) or logged_steps(run_dir)  # a state of another format (an older study's last.pt) is never unpickled
         return Pretraining(name, run_dir, checkpoint, steps, {k: saved[k] for k in ("wall_s", "cpu_s") if k in saved}, saved.get("metrics", {}))
 
     # -- fine-tuning --------------------------------------------------------------------------
     def finetune(self, arm: str, budget: int | None, seed: int, lr: float, init: Path | None = None, extra: Sequence[str] = (),
-                 steps: int | None = None, score_val: bool = False, partial: bool = False) -> ArmRun:
+                 steps: int | None = None, score_val: bool = False, partial: bool = False) -> ArmRun | None:
+        """One fine-tuning run (reused when finished; None when cached-only and not finished)."""
         from mmapps.workflows.resolve import resolve_config
         from mmapps.workflows.run import train
 
         run_dir = self.out_dir / "runs" / f"{arm}-b{budget_name(budget)}-s{seed}-lr{lr:g}"
         saved = read_run(run_dir)
-        if saved is not None:  # a finished run of an interrupted or repeated study is reused
+        if saved is not None or self.cached_only:  # a finished run of an interrupted or repeated study is reused
             return saved
         overrides = self.base(f"train.lr={lr}", f"train.max_steps={steps or self.steps}", *extra) + [f"seed={seed}", f"out_dir={run_dir}"]
         if budget is not None:
@@ -83,17 +87,13 @@ class StudyContext:
             result = train(cfg, self.domain, init=init, init_partial=partial) if init is not None else train(cfg, self.domain)
         primary = primary_key(self.domain)
         run = ArmRun(arm, budget, seed, lr, float(result.metrics.get(primary, math.nan)), run_dir, list(getattr(result, "records", {}).get(self.domain.primary_task.name, [])),
-                     wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, info={**result.info, "peak_rss_mb": peak.mb})
+                     wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, info={**result.info, "peak_rss_mb": peak.mb, "init": str(init) if init is not None else None})
         train_s = training_seconds(run_dir)
         run.info["train_samples_per_s"] = (steps or self.steps) * cfg.train.batch_size / train_s if train_s else math.nan
         if score_val:
             run.val_metric = self.val_metric(run_dir / "checkpoints" / "best.safetensors")
         write_run(run)
         return run
-
-    def cached(self, arm: str, budget: int | None, seed: int, lr: float) -> ArmRun | None:
-        """The finished run of this arm, or None (nothing is trained)."""
-        return read_run(self.out_dir / "runs" / f"{arm}-b{budget_name(budget)}-s{seed}-lr{lr:g}")
 
     def val_metric(self, checkpoint: Path) -> float:
         """The primary metric of a checkpoint on the (full) validation split: the LR choice only."""
@@ -124,31 +124,38 @@ class StudyContext:
         return [n for n, (_, m) in found.items() if not trainable_only or any(p.requires_grad for p in m.parameters())]
 
     # -- controls -----------------------------------------------------------------------------
-    def controls(self, plan: StudyPreset, pretraining: Pretraining, runs: list[ArmRun]) -> dict[str, Any]:
-        """Run the preset's controls; each returns its runs (the report tabulates them)."""
+    def controls(self, plan: StudyPreset, pretraining: Pretraining | None, runs: list[ArmRun]) -> dict[str, Any]:
+        """Run (or, cached-only, read) the preset's controls; each returns its finished runs (the report tabulates them)."""
         chosen = {(r.arm, r.budget): r.lr for r in runs}
         lr_of = lambda arm, budget: chosen.get((arm, budget), plan.lrs[0])
         small, full = plan.budgets[0], plan.budgets[-1]
-        out: dict[str, Any] = {}
+        out: dict[str, list[ArmRun | None]] = {}
         seeds = range(plan.seeds)
+        init = pretraining.checkpoint if pretraining is not None else None
         if "linear_probe" in plan.controls:
             frozen = [f"finetune.parts.{p}.mode=frozen" for p in self.parts()]
-            out["linear_probe"] = [self.finetune(arm, b, s, lr_of("pretrained", b), init=pretraining.checkpoint if arm == "probe-pretrained" else None, extra=frozen)
-                                   for b in (small, full) for s in seeds for arm in ("probe-random", "probe-pretrained")]
-        if "compute_matched" in plan.controls and pretraining.steps:
+            out["linear_probe"] = [self.finetune(arm, b, s, lr_of("pretrained", b), init=init if arm == "probe-pretrained" else None, extra=frozen)
+                                   for b in (small, full) for s in seeds for arm in ("probe-random", "probe-pretrained") if init is not None or arm == "probe-random"]
+        if "compute_matched" in plan.controls and pretraining is not None and pretraining.steps:
             out["compute_matched"] = [self.finetune("scratch-compute-matched", b, s, lr_of("scratch", b), steps=self.steps + pretraining.steps) for b in (small, full) for s in seeds]
-        if "lora" in plan.controls:
+        if "lora" in plan.controls and init is not None:
             adapted = [f"finetune.parts.{p}.mode=lora" for p in self.parts(trainable_only=True)]
-            out["lora"] = [self.finetune("pretrained-lora", b, s, lr_of("pretrained", b) * 3, init=pretraining.checkpoint, extra=adapted) for b in (small, full) for s in seeds]
+            out["lora"] = [self.finetune("pretrained-lora", b, s, lr_of("pretrained", b) * 3, init=init, extra=adapted) for b in (small, full) for s in seeds]
+        if "shuffled_pairs" in plan.controls:  # the same pretraining, every pool sample's modalities re-paired with other samples'
+            shuffled = self.pretraining("shuffled-pairs", "pretrain.shuffle_pairs=true")
+            if shuffled is not None:
+                out["shuffled_pairs"] = [self.finetune("pretrained-shuffled-pairs", b, s, lr_of("pretrained", b), init=shuffled.checkpoint) for b in (small, full) for s in seeds]
         if "missing_modality" in plan.controls:
             without = self.pretraining("no-whole-modality", "pretrain.whole_modality=0.0")
-            out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
+            if without is not None:
+                out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
         if "unimodal" in plan.controls:
             out["unimodal"] = []
             for m in self.domain.modality_names:
                 single = self.pretraining(f"only-{m}", f"model.modalities=[{m}]")
-                out["unimodal"] += [self.finetune(f"pretrained-only-{m}", small, s, lr_of("pretrained", small), init=single.checkpoint, partial=True) for s in seeds]
-        return out
+                if single is not None:
+                    out["unimodal"] += [self.finetune(f"pretrained-only-{m}", small, s, lr_of("pretrained", small), init=single.checkpoint, partial=True) for s in seeds]
+        return {name: kept for name, found in out.items() if (kept := [r for r in found if r is not None])}
 
 
 def primary_key(domain: Domain) -> str:
@@ -185,6 +192,24 @@ def read_run(run_dir: Path) -> ArmRun | None:
     payload["metric"] = math.nan if payload["metric"] is None else payload["metric"]
     payload["val_metric"] = math.nan if payload.get("val_metric") is None else payload["val_metric"]
     return ArmRun(run_dir=run_dir, records=records, **payload)
+
+
+def logged_steps(run_dir: Path) -> int:
+    """Optimiser steps of a pretraining from its ``logs/pretrain_steps.csv`` (one row per batch) and its ``train.grad_accum_steps``."""
+    import csv
+
+    import yaml
+
+    path = run_dir / "logs" / "pretrain_steps.csv"
+    if not path.is_file():
+        return 0
+    with path.open() as handle:
+        batches = sum(1 for _ in csv.DictReader(handle))
+    try:
+        accum = int(yaml.safe_load((run_dir / "config.yaml").read_text())["train"].get("grad_accum_steps") or 1)
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        accum = 1
+    return batches // max(accum, 1)
 
 
 def training_seconds(run_dir: Path) -> float:

@@ -33,28 +33,35 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
             continue
         diff = paired_difference(metric, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
         n = scratch[0].info.get("train samples", "?") if scratch else "?"
-        rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _sign(diff)])
+        rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _width(diff), _sign(diff)])
         verdicts.append(diff)
         judged.append(budget)
         payload_rows.append({"budget": budget_name(budget), "labelled": n, "scratch": [r.metric for r in scratch], "pretrained": [r.metric for r in pre],
                              "lr": {"scratch": scratch[0].lr if scratch else None, "pretrained": pre[0].lr if pre else None}, **diff.as_dict()})
     test_n = len(runs[0].records) if runs else 0
+    test_groups = len({r.group_id for r in runs[0].records}) if runs else 0
     partial = cost.get("runs_reported", 0) < cost.get("runs_planned", 0)
+    widths = [d.high - d.low for d in verdicts if math.isfinite(d.high - d.low)]
+    resolution = (f"At this test size the paired 95 % CIs are {min(widths):.4f}-{max(widths):.4f} wide (half-width {min(widths) / 2:.4f}-{max(widths) / 2:.4f}): "
+                  f"a difference of 0.03 is {'resolved' if max(widths) / 2 < 0.03 else 'not resolved at every budget'} (the issue asks for 0.03)." if widths else "")
     lines = [
         f"# Label efficiency: {domain.name}",
         "",
         f"Preset `{preset}`: budgets {', '.join(budget_name(b) for b in plan.budgets)} labelled train samples x (scratch, pretrained) x {plan.seeds} seeds, "
         f"LR grid {list(plan.lrs)}, {ctx.steps} optimiser steps per run (batch size {_batch(runs)}), no validation labels (last weights tested). "
-        f"Test split: {test_n} samples. Primary metric `{primary}`; difference = mean over seeds of (pretrained - scratch), "
-        f"paired 95 % bootstrap CI over test groups ({plan.resamples} resamples).",
+        f"Test split: {test_n} samples in {test_groups} groups (the bootstrap resamples groups). Primary metric `{primary}`; difference = mean over seeds of (pretrained - scratch), "
+        f"paired 95 % bootstrap CI over test groups ({plan.resamples} resamples). {resolution}",
         "",
-        f"Pretraining: `{pretraining.run_dir}` ({pretraining.steps} optimiser steps; held-out losses: {_losses(pretraining.metrics)}).",
+        (f"Pretraining: `{pretraining.run_dir}` ({pretraining.steps} optimiser steps; held-out losses: {_losses(pretraining.metrics)})." if pretraining is not None
+         else "Pretraining: not finished (no pretrained arm)."),
         "",
-        markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI"], rows),
+        markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI width", "CI"], rows),
         "",
         *([f"**Partial study**: {cost['runs_reported']} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
         "**Verdict.** " + verdict_text(StudyPreset(tuple(judged)), verdicts),
         "",
+        *([f"The `{preset}` preset is a sanity check of the pipeline (budgets {', '.join(budget_name(b) for b in plan.budgets)}, one LR, no controls); "
+           "the `full` preset (budgets 25, 50, 100, 250, all; LR grid; controls) decides.", ""] if preset != "full" else []),
     ]
     groups = finding_groups(_data_root(runs), list(domain.primary_task.labels)) if runs else {}
     payload_groups = []
@@ -70,10 +77,11 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
                     continue
                 d = paired_difference(fn, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
                 s_vals, p_vals = [fn(r.records) for r in scratch], [fn(r.records) for r in pre]
-                grows.append([budget_name(budget), group, f"{_mean(s_vals):.4f}", f"{_mean(p_vals):.4f}", d.format(), _sign(d)])
+                grows.append([budget_name(budget), group, len(labels), f"{_mean(s_vals):.4f}", f"{_mean(p_vals):.4f}", d.format(), _sign(d)])
                 payload_groups.append({"budget": budget_name(budget), "group": group, "scratch": s_vals, "pretrained": p_vals, **d.as_dict()})
         lines += ["## Per group of findings (by the modality that carries them in the demo generator)", "",
-                  markdown_table(["budget", "group", "scratch macro AUROC", "pretrained macro AUROC", "difference [95% CI]", "CI"], grows), "",
+                  markdown_table(["budget", "group", "findings", "scratch macro AUROC", "pretrained macro AUROC", "difference [95% CI]", "CI"], grows), "",
+                  "Groups: " + "; ".join(f"`{g}`: {', '.join(domain.primary_task.labels[i] for i in labels)}" for g, labels in groups.items()) + ".", "",
                   "Cross-modal gains can only show in the `both` group, where image and note each carry the finding.", ""]
     payload_controls = {}
     for name, control_runs in controls.items():
@@ -81,13 +89,18 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         lines += [f"## Control: {name.replace('_', ' ')}", "", table, ""]
         payload_controls[name] = data
     if not controls:
-        lines += ["Controls (linear probe, compute-matched scratch, LoRA vs full, missing-modality robustness with vs without whole-modality masking, "
-                  "unimodal pretraining) run in the `full` preset.", ""]
-    total_cpu = cost["cpu_s"] + float(cost.get("pretraining", {}).get("cpu_s", 0.0))
+        lines += ["Controls (linear probe, compute-matched scratch, pairs shuffled across samples, LoRA vs full, missing-modality robustness with vs "
+                  "without whole-modality masking, unimodal pretraining) run in the `full` preset.", ""]
+    control_runs = [r for found in controls.values() for r in found]
+    pre_cost = cost.get("pretraining", {}) or {}
+    total_cpu = float(pre_cost.get("cpu_s", 0.0)) + sum(r.cpu_s for r in runs + control_runs)
+    total_wall = float(pre_cost.get("wall_s", 0.0)) + sum(r.wall_s for r in runs + control_runs)
     lines += ["## Cost", "", markdown_table(["what", "wall (min)", "CPU of this process (min)"], [
-        ["pretraining", _min(cost.get("pretraining", {}).get("wall_s")), _min(cost.get("pretraining", {}).get("cpu_s"))],
-        ["fine-tuning runs", _min(sum(r.wall_s for r in runs)), _min(sum(r.cpu_s for r in runs))],
-        ["whole study (this invocation; a cached pretraining costs nothing here)", _min(cost["wall_s"]), _min(cost["cpu_s"])],
+        ["pretraining", _min(pre_cost.get("wall_s")), _min(pre_cost.get("cpu_s"))],
+        [f"fine-tuning runs ({len(runs)})", _min(sum(r.wall_s for r in runs)), _min(sum(r.cpu_s for r in runs))],
+        *([[f"control runs ({len(control_runs)}; their own pretrainings apart)", _min(sum(r.wall_s for r in control_runs)), _min(sum(r.cpu_s for r in control_runs))]] if control_runs else []),
+        ["total: pretraining + runs", _min(total_wall), _min(total_cpu)],
+        [("this invocation (re-rendered from cached runs: nothing trained)" if cost.get("cached_only") else "this invocation (a cached pretraining costs nothing here)"), _min(cost["wall_s"]), _min(cost["cpu_s"])],
     ]), "", f"Machine: {os.cpu_count()} cores ({platform.processor() or platform.machine()}), load average at the end {_load()} "
         "(shared with other jobs: wall times are inflated, CPU times are this process's own).", ""]
     out = ctx.out_dir
@@ -95,7 +108,8 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
     md.write_text("\n".join(lines))
     payload = {"domain": domain.name, "preset": preset, "primary": primary, "steps": ctx.steps, "seeds": plan.seeds, "lrs": list(plan.lrs),
                "test_samples": test_n, "resamples": plan.resamples, "rows": payload_rows, "groups": payload_groups, "controls": payload_controls,
-               "verdict": verdict_text(StudyPreset(tuple(judged)), verdicts), "pretraining": {"run_dir": str(pretraining.run_dir), "steps": pretraining.steps, "metrics": pretraining.metrics},
+               "verdict": verdict_text(StudyPreset(tuple(judged)), verdicts), "pretraining": {"run_dir": str(pretraining.run_dir), "steps": pretraining.steps, "metrics": pretraining.metrics} if pretraining is not None else None,
+               "test_groups": test_groups,
                "cost": cost, "total_cpu_s": total_cpu,
                "runs": [{"arm": r.arm, "budget": budget_name(r.budget), "seed": r.seed, "lr": r.lr, "metric": r.metric, "val_metric": r.val_metric,
                          "wall_s": r.wall_s, "cpu_s": r.cpu_s, "run_dir": str(r.run_dir)} for r in runs]}
@@ -129,7 +143,7 @@ def control_table(name: str, control_runs: list[ArmRun], main: list[ArmRun], met
                 continue
             these = _arm(control_runs, arm, budget)
             d = paired_difference(metric, [r.records for r in these], [r.records for r in base_runs], plan.resamples) if these and base_runs and len(these) == len(base_runs) else None
-            trainable = these[0].info.get("trainable parameters", "") if these else ""
+            trainable = f"{these[0].info.get('trainable parameters', '?') if these else '?'} / {base_runs[0].info.get('trainable parameters', '?') if base_runs else '?'}"
             rss = _mean([r.info.get("peak_rss_mb", math.nan) for r in these])
             rate = _mean([r.info.get("train_samples_per_s", math.nan) for r in these])
             ref_rate = _mean([r.info.get("train_samples_per_s", math.nan) for r in base_runs])
@@ -138,7 +152,7 @@ def control_table(name: str, control_runs: list[ArmRun], main: list[ArmRun], met
                          f"{rss:.0f} / {ref_rss:.0f}", f"{rate:.1f} / {ref_rate:.1f}"])
             data.append({"budget": budget_name(budget), "arm": arm, "values": [r.metric for r in these], "reference": reference,
                          "reference_values": [r.metric for r in base_runs], **(d.as_dict() if d else {}), "trainable": trainable, "peak_rss_mb": rss, "rate": rate})
-    header = ["budget", "arm", primary, "vs", primary, "arm - vs [95% CI]", "trainable parameters (arm)", "peak RSS MB (arm / vs)", "train samples/s (arm / vs)"]
+    header = ["budget", "arm", primary, "vs", primary, "arm - vs [95% CI]", "trainable parameters (arm / vs)", "peak RSS MB (arm / vs)", "train samples/s (arm / vs)"]
     return markdown_table(header, rows), data
 
 
@@ -191,6 +205,11 @@ def _sign(d: PairedDifference) -> str:
     if not (math.isfinite(d.low) and math.isfinite(d.high)):
         return "n/a"
     return "> 0" if d.low > 0 else ("< 0" if d.high < 0 else "includes 0")
+
+
+def _width(d: PairedDifference) -> str:
+    width = d.high - d.low
+    return f"{width:.4f}" if math.isfinite(width) else "-"
 
 
 def _min(seconds: Any) -> str:
