@@ -76,3 +76,17 @@ def test_paired_difference_uses_the_prepared_metric_and_agrees_with_the_slow_pat
     d_slow, d_fast = paired_difference(slow, [a], [b], 40), paired_difference(fast, [a], [b], 40)
     assert (d_fast.estimate, d_fast.low, d_fast.high) == pytest.approx((d_slow.estimate, d_slow.low, d_slow.high), abs=1e-12)
     assert d_fast.estimate != 0.0
+
+
+def test_the_plugin_self_test_refuses_a_bootstrap_metric_that_disagrees_with_metrics() -> None:
+    from mmapps.testing.errors import ContractError
+    from mmapps.testing.steps import check_bootstrap_metric
+
+    domain = get_domain("medical")
+    task = domain.primary_task
+    records = _medical_records(np.random.default_rng(5), 40, len(task.labels))
+    cfg = resolve_config(domain, "smoke", overrides=["eval.bootstrap_resamples=0"])
+    right = resolve(task.metrics)(records, cfg)[task.primary_metric]
+    check_bootstrap_metric(domain, task, records, right)
+    with pytest.raises(ContractError, match="bootstrap_metric gives"):
+        check_bootstrap_metric(domain, task, records, right + 0.01)

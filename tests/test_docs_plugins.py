@@ -36,7 +36,7 @@ def test_contracts_and_error_tables_are_generated_from_the_code():
 def test_every_callable_field_of_the_plugin_api_has_a_contract_row():
     callables = {f"Domain.{f.name}" for f in dataclasses.fields(Domain) if "Ref" in str(f.type)}
     callables |= {f"TaskSpec.{f.name}" for f in dataclasses.fields(TaskSpec) if "Ref" in str(f.type)}
-    assert callables == {"Domain.build_datasets", "Domain.write_demo_data", "Domain.write_predictions", "Domain.setup", "Domain.build_model", "Domain.batch_sampler", "Domain.report_sections", "Domain.extra_commands", "Domain.data_options", "Domain.export", "Domain.pretrain", "Domain.serve", "TaskSpec.losses", "TaskSpec.postprocess", "TaskSpec.metrics"}
+    assert callables == {"Domain.build_datasets", "Domain.write_demo_data", "Domain.write_predictions", "Domain.setup", "Domain.build_model", "Domain.batch_sampler", "Domain.report_sections", "Domain.extra_commands", "Domain.data_options", "Domain.export", "Domain.pretrain", "Domain.serve", "TaskSpec.losses", "TaskSpec.postprocess", "TaskSpec.metrics", "TaskSpec.bootstrap_metric"}
     assert callables <= {c.field for c in CONTRACTS}
 
 

@@ -46,6 +46,7 @@ def check_declaration(domain: Domain) -> None:
     for task in domain.tasks:
         refs += [(f"TaskSpec.postprocess of task {task.name!r}", task.postprocess), (f"TaskSpec.metrics of task {task.name!r}", task.metrics)]
         refs += [(f"TaskSpec.losses[{name!r}] of task {task.name!r}", ref) for name, (ref, _) in task.losses.items()]
+        refs += [(f"TaskSpec.bootstrap_metric of task {task.name!r}", task.bootstrap_metric)] if task.bootstrap_metric is not None else []
         if not task.labels or not all(isinstance(x, str) for x in task.labels):
             raise ContractError(domain.name, "declaration", f"TaskSpec.labels of task {task.name!r} is {task.labels!r}, expected a non-empty tuple of label names (str)")
     for where, ref in refs:

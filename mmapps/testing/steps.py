@@ -180,8 +180,24 @@ def check_metrics(domain: Domain, cfg: Any, records: dict[str, list[Any]]) -> di
         kwargs = {"val_records": records[task.name]} if "val_records" in inspect.signature(fn).parameters else {}
         values = call(domain, "metrics", "TaskSpec.metrics", fn, records[task.name], cfg, hint=f" (task {task.name!r}, {len(records[task.name])} records, bootstrap_resamples={cfg.eval.bootstrap_resamples})", **kwargs)
         fail(domain, "metrics", check_metric_keys(values, task.name, task.primary_metric), "TaskSpec.metrics")
+        if task.bootstrap_metric is not None:
+            check_bootstrap_metric(domain, task, records[task.name], values[task.primary_metric])
         out.update({f"{task.name}/{k}" if len(domain.tasks) > 1 else k: v for k, v in values.items()})
     return out
+
+
+def check_bootstrap_metric(domain: Domain, task: Any, records: list[Any], expected: float) -> None:
+    """``TaskSpec.bootstrap_metric`` on all rows must equal ``metrics``' primary value on the same records."""
+    import math
+
+    import numpy as np
+
+    prepared = call(domain, "metrics", "TaskSpec.bootstrap_metric", resolve(task.bootstrap_metric), records, None, hint=f" (task {task.name!r})")
+    value = call(domain, "metrics", "TaskSpec.bootstrap_metric", prepared, np.arange(len(records)), hint=" (the function it returned, on every row)")
+    v, e = float(value), float(expected)
+    if not ((math.isnan(v) and math.isnan(e)) or abs(v - e) <= 1e-9):
+        fail(domain, "metrics", f"bootstrap_metric gives {value!r} on all {len(records)} records, but metrics gives {task.primary_metric}={expected!r}; "
+             "the prepared metric must compute the primary metric exactly", "TaskSpec.bootstrap_metric")
 
 
 def check_write_predictions(domain: Domain, records: dict[str, list[Any]], out_dir: Path, step: str = "write_predictions") -> Path:
