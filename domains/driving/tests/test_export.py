@@ -1,4 +1,5 @@
-"""The driving detector exported to ONNX equals PyTorch: ragged pillars, calibration as input, camera presence as masking."""
+"""The driving detector exported to ONNX equals PyTorch: ragged pillars, calibration as input, camera presence as masking;
+every registered fusion (lidar_only, painting, bev) exported once with parity."""
 
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import torch
 
 from mmapps.config import validate_config
 from mmapps.data import Sample, collate_samples
+from mmapps.plugins import get_domain
 from mmapps_domains.driving.export import DrivingRuntime, make_adapter, pillarise_numpy
 from mmapps_domains.driving.model import build_model
 from mmapps_domains.driving.postprocess import postprocess
@@ -184,3 +186,39 @@ def test_triton_config_has_no_batching_for_ragged_pillars(exported: tuple, tmp_p
     from tritonclient.grpc import model_config_pb2 as mc
 
     assert {i.name: i.data_type for i in config.input}["camera_present"] == mc.DataType.Value("TYPE_BOOL")
+
+
+FUSIONS = list(get_domain("driving").fusions)  # every registered driving fusion
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_fusion_exports_with_parity(fusion: str, tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from mmapps.export.onnx_write import write_onnx
+
+    torch.manual_seed(0)
+    cfg = validate_config({"domain": "driving", "data": {"options": DATA}, "model": {"fusion": {"name": fusion}, "options": MODEL}})
+    model = build_model(cfg).eval()
+    for module in model.modules():  # trained-looking batch-norm statistics, so every input matters
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    adapter = make_adapter(model)
+    runtime = DrivingRuntime(adapter.preprocess(None))
+    path = write_onnx(adapter, runtime.feeds(collate_samples([make_sample(0, 400), make_sample(1, 500)], LAYOUT)), tmp_path / "model.onnx", 18)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    batch = collate_samples([make_sample(5, 900), make_sample(6, 150, camera=False), make_sample(7, 620)], LAYOUT)
+    feeds = runtime.feeds(batch)
+    ref = adapter.reference(model, batch)
+    got = dict(zip(names, session.run(names, feeds)))
+    assert set(got) == set(ref)
+    for name, value in ref.items():
+        np.testing.assert_allclose(got[name], value, atol=1e-4, rtol=1e-3, err_msg=f"{fusion}: {name}")
+    if "camera" in feeds:  # an absent camera slot is ignored whatever it holds
+        feeds["camera"][1] = np.random.default_rng(0).uniform(-1e4, 1e4, feeds["camera"][1].shape).astype(np.float32)
+        noisy = dict(zip(names, session.run(names, feeds)))
+        for name in names:
+            np.testing.assert_array_equal(noisy[name], got[name], err_msg=f"{fusion}: {name}")
+    assert fusion != "lidar_only" or "camera" not in feeds  # the lidar-only graph takes no camera input
