@@ -32,6 +32,7 @@ from torch.nn import functional as F
 from mmapps.data.sample import ModalityBatch
 from mmapps.models.types import EncoderOutput, FusionOutput
 from mmapps.pretrain.contract import EncodedModality, FusedContext, MaskKeys, ModalityMask, ModalityObjective, ModalityTarget, PretrainParts
+from mmapps.pretrain.decoder import PositionPrior
 from mmapps.pretrain.masking import draw_units
 
 from mmapps_domains.driving.camera_fusion import conv_bn
@@ -222,6 +223,7 @@ class CameraPatchObjective(ModalityObjective):
         self.scene, self.patch, self.ratio = scene, options.camera_patch, ratio
         self.channels = det.image_net.out_channels
         self.decoder = CameraDecoder(self.channels, self.channels)
+        self.prior = PositionPrior(3 * self.patch**2)  # the pool's mean normalised patch per position (fitted by the core)
 
     def bind(self, batch: Any) -> None:
         self.scene.bind(batch)
@@ -254,7 +256,7 @@ class CameraPatchObjective(ModalityObjective):
         h, w = gh * self.patch // 4, gw * self.patch // 4
         cells = _tokens_of(context, "camera", h * w, self.channels).transpose(1, 2).reshape(-1, self.channels, h, w)
         visible = mask.visible.view(-1, gh, gw)
-        return pixels_to_patches(self.decoder(cells, visible), self.patch)  # (B, U, 3*p*p)
+        return self.prior(pixels_to_patches(self.decoder(cells, visible), self.patch))  # (B, U, 3*p*p)
 
     def render(self, mb: ModalityBatch, mask: ModalityMask, prediction: Tensor, target: ModalityTarget, index: int) -> dict[str, np.ndarray] | None:
         """Channel 0 of image `index`: original, hidden patches blanked, hidden patches reconstructed (in pixel units)."""

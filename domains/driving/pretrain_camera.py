@@ -7,7 +7,9 @@ emulation (`mmapps.pretrain.image.sparse_trunk`): hidden pixels are zeroed, ever
 is re-masked at its resolution and batch normalisation takes statistics over visible units only,
 so nothing of a hidden patch reaches a visible feature. The target is each hidden patch's pixels
 normalised per patch (MAE's norm-pix); a light convolutional decoder fills hidden units with a
-learned mask token and predicts pixels (pixel shuffle x4).
+learned mask token and predicts pixels (pixel shuffle x4), as a residual over the pool's mean
+patch at each position (the objective's `PositionPrior`; the decoder's last layer starts at zero,
+so the pretraining starts at the per-position mean predictor).
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ class CameraDecoder(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.body = nn.Sequential(conv_bn(channels, width), conv_bn(width, width))
         self.out = nn.Conv2d(width, 3 * 16, 1)
+        nn.init.zeros_(self.out.weight)  # start at the position prior alone
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, features: Tensor, visible: Tensor) -> Tensor:
         """Inputs: features (B, C, h, w), visible (B, gh, gw) bool patch mask."""

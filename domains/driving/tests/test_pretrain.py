@@ -115,6 +115,25 @@ def test_hidden_pillars_and_patches_do_not_leak(fusion):
     assert not torch.allclose(tokens3["lidar"].tokens, tokens["lidar"].tokens)
 
 
+def test_camera_decoder_starts_at_the_per_position_mean_predictor():
+    """The camera decoder predicts a residual over the pool's mean patch per position (its last layer starts at zero)."""
+    from mmapps.pretrain.baseline import evaluate, fit_statistics
+
+    def scene(i):  # a sky-to-road brightness ramp (the same at every position of every frame) plus noise
+        s = frame(i)
+        ramp = torch.linspace(1.0, -1.0, 32).view(1, 32, 1).expand(3, 32, 96)
+        return Sample(s.sample_id, s.group_id, {**s.inputs, "camera": ramp * 2 + 0.3 * s.inputs["camera"] + torch.linspace(0, 1, 96)}, {}, s.meta)
+
+    pm = pretrain_model("painting")
+    pool = [collate_samples([scene(i), scene(i + 1)], LAYOUT) for i in range(0, 8, 2)]
+    held_out = [collate_samples([scene(20), scene(21)], LAYOUT)]
+    unfitted = evaluate(pm, held_out, torch.device("cpu"))
+    means = fit_statistics(pm, pool)
+    start = evaluate(pm, held_out, torch.device("cpu"), means)
+    assert start["loss/camera"] == pytest.approx(start["trivial/camera"], rel=1e-4)
+    assert unfitted["loss/camera"] > 1.2 * start["loss/camera"]  # without the prior the decoder would start far above the trivial predictor
+
+
 def test_occupancy_targets_and_loss_cover_empty_cells():
     pr = (0.0, -2.0, -2.0, 4.0, 2.0, 2.0)
     points = torch.tensor([[0.5, -1.5, -1.9, 0.1], [0.6, -1.4, 1.5, 0.2], [0.7, -1.3, 1.6, 0.3], [3.5, 1.5, 0.1, 0.4]])
