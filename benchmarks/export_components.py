@@ -42,6 +42,16 @@ def _session(path: Path, threads: int) -> Any:
     return create_session(path, threads)
 
 
+def component_goals(entry: dict[str, Any], stats: dict[str, Any], args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """CNN static int8: >= 2.5x faster (every batch size, 1 thread) and >= 3.5x smaller; transformer dynamic int8: >= 1.8x at b32, >= 1.5x at b1."""
+    speed = lambda s: stats[f"fp32|1|{s}"]["median_ms"] / stats[f"int8|1|{s}"]["median_ms"]
+    if entry["method"] == "static":
+        goals = {f"speed b{s}": (speed(s), 2.5) for s in args.batch} | {"size": (entry["fp32_bytes"] / entry["int8_bytes"], 3.5)}
+    else:
+        goals = {f"speed b{s}": (speed(s), 1.8 if s >= 32 else 1.5) for s in args.batch}
+    return {k: {"value": v, "goal": g, "met": bool(v >= g)} for k, (v, g) in goals.items()}
+
+
 def components(args: argparse.Namespace, domain: Any, work: Path, alternate: Callable[..., dict[str, Any]]) -> list[dict[str, Any]]:
     from mmapps.export.loading import load_for_export
     from mmapps.export.quantize import model_bytes, quantize_graph
@@ -92,8 +102,14 @@ def components(args: argparse.Namespace, domain: Any, work: Path, alternate: Cal
             for s in args.batch:
                 a, b = stats[f"fp32|{t}|{s}"], stats[f"int8|{t}|{s}"]
                 rows.append([f"{t} thr, b{s}", a["median_ms"], b["median_ms"], a["median_ms"] / b["median_ms"], a["cpu_median_ms"], b["cpu_median_ms"]])
-        out.append({
+        entry = {
             "name": f"{m} ({type(encoder).__name__})", "method": method, "rows": rows, "latency": stats, "fp32_bytes": model_bytes(fp32), "int8_bytes": model_bytes(int8),
             "max_abs_diff": float(np.max(np.abs(ref - got))), "int8_mac_share": plan["int8_mac_share"], "fp32_ops": plan["fp32_ops"], "int8_ops": plan["int8_ops"],
-        })
+        }
+        entry["goals"] = component_goals(entry, stats, args)
+        if not all(g["met"] for g in entry["goals"].values()):
+            from export_profile import op_profile
+
+            entry["profile"] = {f"{name} b{max(args.batch)}": op_profile(path, feeds[max(args.batch)], 1) for name, path in (("fp32", fp32), ("int8", int8))}
+        out.append(entry)
     return out
