@@ -40,20 +40,52 @@ def _medical_records(rng: np.random.Generator, n: int, labels: int) -> list[Pred
     return records
 
 
-@pytest.mark.parametrize("domain_name", ["medical", "surveillance"])
+def _driving_records(rng: np.random.Generator, n: int) -> list[PredictionRecord]:
+    """KITTI frames: cars (some hard, some DontCare, a pedestrian) and noisy detections with false positives."""
+    records = []
+    for i in range(n):
+        k = int(rng.integers(1, 5))
+        names = ["Car"] * k + (["Pedestrian"] if i % 2 else []) + (["DontCare"] if i % 3 == 0 else [])
+        m = len(names)
+        loc = np.c_[rng.uniform(-10, 10, m), np.full(m, 1.6), rng.uniform(6, 40, m)]
+        dims = np.c_[np.full(m, 1.5), np.full(m, 1.6), np.full(m, 3.9)]  # h, w, l
+        top = rng.uniform(150, 180, m)
+        bbox = np.c_[rng.uniform(100, 900, m), top, np.zeros(m), top + rng.choice([20.0, 45.0], m)]
+        bbox[:, 2] = bbox[:, 0] + 60
+        gt = {"name": names, "truncated": rng.choice([0.0, 0.2, 0.6], m).tolist(), "occluded": rng.integers(0, 3, m).tolist(),
+              "alpha": rng.uniform(-3, 3, m).tolist(), "bbox": bbox.tolist(), "dimensions": dims.tolist(), "location": loc.tolist(),
+              "rotation_y": rng.uniform(-3, 3, m).tolist()}
+        keep = [j for j in range(m) if names[j] != "DontCare" and rng.random() < 0.8]
+        fp = int(rng.integers(0, 3))
+        d_loc = np.r_[loc[keep] + rng.normal(0, 0.3, (len(keep), 3)), np.c_[rng.uniform(-10, 10, fp), np.full(fp, 1.6), rng.uniform(6, 40, fp)]]
+        d_rot = np.r_[np.asarray(gt["rotation_y"])[keep] + rng.normal(0, 0.1, len(keep)), rng.uniform(-3, 3, fp)]
+        d_dims = np.r_[dims[keep], np.tile([1.5, 1.6, 3.9], (fp, 1))]
+        cam = np.c_[d_loc, d_dims[:, 1], d_dims[:, 2], d_dims[:, 0], d_rot]  # dimensions = cam[:, [5, 3, 4]]
+        d_bbox = np.r_[bbox[keep], np.tile([400.0, 160.0, 460.0, 205.0], (fp, 1))]
+        pred = {"name": [names[j] for j in keep] + ["Car"] * fp, "boxes_camera": cam.tolist(), "alpha": rng.uniform(-3, 3, len(cam)).tolist(),
+                "bbox": d_bbox.tolist(), "score": rng.random(len(cam)).round(2).tolist()}
+        records.append(PredictionRecord(f"f{i}", f"f{i}", "objects", pred, {"kitti": gt}, {}))
+    return records
+
+
+@pytest.mark.parametrize("domain_name", ["medical", "surveillance", "driving"])
 def test_bootstrap_metric_equals_the_full_metrics_on_resamples(domain_name: str) -> None:
     domain = get_domain(domain_name)
     task = domain.primary_task
     assert task.bootstrap_metric is not None
     rng = np.random.default_rng(3)
-    records = _medical_records(rng, 60, len(task.labels)) if domain_name == "medical" else _surveillance_records(rng, 40, len(task.labels))
+    records = {"medical": lambda: _medical_records(rng, 60, len(task.labels)), "surveillance": lambda: _surveillance_records(rng, 40, len(task.labels)),
+               "driving": lambda: _driving_records(rng, 25)}[domain_name]()
     full = resolve(task.metrics)
     cfg = resolve_config(domain, "smoke", overrides=["eval.bootstrap_resamples=0"])
-    prepared = resolve(task.bootstrap_metric)(records, None)
+    prepared = resolve(task.bootstrap_metric)(records, cfg)
+    values = set()
     for k in range(6):
         rows = np.arange(len(records)) if k == 0 else rng.integers(0, len(records), len(records))
         expected = full([records[i] for i in rows], cfg)[task.primary_metric]
         assert prepared(rows) == pytest.approx(expected, abs=1e-12)
+        values.add(round(expected, 9))
+    assert len(values) > 1 and all(0.0 < v < 1.0 for v in values)  # resamples really differ; the metric is not degenerate
 
 
 def test_paired_difference_uses_the_prepared_metric_and_agrees_with_the_slow_path() -> None:
@@ -72,7 +104,7 @@ def test_paired_difference_uses_the_prepared_metric_and_agrees_with_the_slow_pat
     def fast(records: list[PredictionRecord]) -> float:
         return slow(records)
 
-    fast.prepare = lambda records: resolve(task.bootstrap_metric)(records, None)  # type: ignore[attr-defined]
+    fast.prepare = lambda records: resolve(task.bootstrap_metric)(records, cfg)  # type: ignore[attr-defined]
     d_slow, d_fast = paired_difference(slow, [a], [b], 40), paired_difference(fast, [a], [b], 40)
     assert (d_fast.estimate, d_fast.low, d_fast.high) == pytest.approx((d_slow.estimate, d_slow.low, d_slow.high), abs=1e-12)
     assert d_fast.estimate != 0.0
@@ -87,6 +119,6 @@ def test_the_plugin_self_test_refuses_a_bootstrap_metric_that_disagrees_with_met
     records = _medical_records(np.random.default_rng(5), 40, len(task.labels))
     cfg = resolve_config(domain, "smoke", overrides=["eval.bootstrap_resamples=0"])
     right = resolve(task.metrics)(records, cfg)[task.primary_metric]
-    check_bootstrap_metric(domain, task, records, right)
+    check_bootstrap_metric(domain, task, records, right, cfg)
     with pytest.raises(ContractError, match="bootstrap_metric gives"):
-        check_bootstrap_metric(domain, task, records, right + 0.01)
+        check_bootstrap_metric(domain, task, records, right + 0.01, cfg)

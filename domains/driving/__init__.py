@@ -70,6 +70,7 @@ domain = Domain(
             postprocess=f"{_P}.postprocess:postprocess",
             metrics=f"{_P}.metrics:detection_metrics",
             primary_metric="bev_ap_r40/Car/moderate",
+            bootstrap_metric=f"{_P}.metrics:primary_ap_resampler",
         ),
     ),
     build_datasets=f"{_P}.dataset:build_datasets",

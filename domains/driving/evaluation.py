@@ -228,25 +228,32 @@ def _frame_arrays(anno: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     }
 
 
-def eval_class(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], cls: str, level: int, metric: str,
-               min_overlap: float, overlaps: list[np.ndarray]) -> dict[str, np.ndarray | int]:
-    """Interpolated precision / recall (/ AOS) at the 41 recall points for one class, level and metric."""
-    compute_aos = metric == "bbox"
+def class_frames(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], cls: str, level: int, metric: str,
+                 min_overlap: float, overlaps: list[np.ndarray]) -> list[tuple[tuple, int, list[float]]]:
+    """Per frame, for one class, level and metric: the matching inputs, the valid gt count and the TP scores.
+
+    The part of `eval_class` that depends on each frame alone (a resampling loop prepares it once).
+    """
     frames = []
-    num_gt = 0
-    all_scores: list[float] = []
     for gt, dt, ov in zip(gt_annos, dt_annos, overlaps):
         n_valid, ignored_gt, ignored_dt, dc = clean_data(gt, dt, cls, level)
         g, d = _frame_arrays(gt), _frame_arrays(dt)
-        frames.append((ov, g["alpha"], d["alpha"], d["score"], d["bbox"], ignored_gt, ignored_dt, dc))
-        num_gt += n_valid
-        all_scores += compute_statistics(*frames[-1], metric, min_overlap)[4]
+        frame = (ov, g["alpha"], d["alpha"], d["score"], d["bbox"], ignored_gt, ignored_dt, dc)
+        frames.append((frame, n_valid, list(compute_statistics(*frame, metric, min_overlap)[4])))
+    return frames
+
+
+def curve_from_frames(frames: Sequence[tuple[tuple, int, list[float]]], metric: str, min_overlap: float) -> dict[str, np.ndarray | int]:
+    """Interpolated precision / recall (/ AOS) at the 41 recall points from `class_frames` output (any subset, repeats allowed)."""
+    compute_aos = metric == "bbox"
+    num_gt = sum(n for _, n, _ in frames)
+    all_scores = [s for _, _, scores in frames for s in scores]
     precision, recall, aos = np.zeros(N_SAMPLE_PTS), np.zeros(N_SAMPLE_PTS), np.zeros(N_SAMPLE_PTS)
     thresholds = get_thresholds(np.array(all_scores), num_gt) if num_gt else []
     pr = np.zeros((len(thresholds), 4))
     if thresholds:
         thr = np.array(thresholds)
-        for frame in frames:
+        for frame, _, _ in frames:
             pr += statistics_at_thresholds(*frame, metric, min_overlap, thr, compute_aos)
     n = len(thresholds)
     if n:
@@ -257,6 +264,12 @@ def eval_class(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], cls: st
         precision[:n] = np.maximum.accumulate(precision[:n][::-1])[::-1]
         aos[:n] = np.maximum.accumulate(aos[:n][::-1])[::-1]
     return {"precision": precision, "recall": recall, "aos": aos, "num_gt": num_gt}
+
+
+def eval_class(gt_annos: Sequence[Mapping], dt_annos: Sequence[Mapping], cls: str, level: int, metric: str,
+               min_overlap: float, overlaps: list[np.ndarray]) -> dict[str, np.ndarray | int]:
+    """Interpolated precision / recall (/ AOS) at the 41 recall points for one class, level and metric."""
+    return curve_from_frames(class_frames(gt_annos, dt_annos, cls, level, metric, min_overlap, overlaps), metric, min_overlap)
 
 
 def ap_r40(precision: np.ndarray) -> float:

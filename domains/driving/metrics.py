@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -67,3 +67,27 @@ def detection_metrics(records: Sequence[Any], cfg: Any) -> dict[str, float]:
     metrics["bev_ap_r40/mean/moderate"] = float(np.mean(moderate))
     metrics["3d_ap_r40/mean/moderate"] = float(np.mean([metrics[f"3d_ap_r40/{c}/moderate"] for c in options.classes]))
     return metrics
+
+
+def primary_ap_resampler(records: Sequence[Any], cfg: Any) -> Callable[[np.ndarray], float]:
+    """``TaskSpec.bootstrap_metric``: ``bev_ap_r40/Car/moderate`` of a resample (row indices) of frames.
+
+    The overlaps, devkit filtering and true-positive scores of each frame are computed once; a
+    resample pools the chosen frames (repeats included) into the same threshold selection and
+    precision curve as `kitti_eval`, so its value on all rows equals `detection_metrics`.
+    """
+    from mmapps_domains.driving.evaluation import DEFAULT_MIN_IOU, LEVELS, ap_r40, class_frames, curve_from_frames, frame_overlaps
+    from mmapps_domains.driving.options import DrivingDataOptions, parse_options
+
+    options = parse_options(DrivingDataOptions, cfg.data.options, "data.options")
+    metric, cls, level = "bev", "Car", LEVELS.index("moderate")  # PRIMARY_METRIC
+    min_overlap = {**DEFAULT_MIN_IOU, **(options.min_iou or {})}.get(cls, 0.5)
+    gts = [gt_annotation(r.target) for r in records]
+    dts = [detection_annotation(r.prediction) for r in records]
+    overlaps = [frame_overlaps(dt, gt, metric, options.iou_precision) for gt, dt in zip(gts, dts)]
+    frames = class_frames(gts, dts, cls, level, metric, min_overlap, overlaps)
+
+    def on_rows(rows: np.ndarray) -> float:
+        return ap_r40(curve_from_frames([frames[i] for i in rows], metric, min_overlap)["precision"])
+
+    return on_rows

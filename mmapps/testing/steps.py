@@ -181,18 +181,18 @@ def check_metrics(domain: Domain, cfg: Any, records: dict[str, list[Any]]) -> di
         values = call(domain, "metrics", "TaskSpec.metrics", fn, records[task.name], cfg, hint=f" (task {task.name!r}, {len(records[task.name])} records, bootstrap_resamples={cfg.eval.bootstrap_resamples})", **kwargs)
         fail(domain, "metrics", check_metric_keys(values, task.name, task.primary_metric), "TaskSpec.metrics")
         if task.bootstrap_metric is not None:
-            check_bootstrap_metric(domain, task, records[task.name], values[task.primary_metric])
+            check_bootstrap_metric(domain, task, records[task.name], values[task.primary_metric], cfg)
         out.update({f"{task.name}/{k}" if len(domain.tasks) > 1 else k: v for k, v in values.items()})
     return out
 
 
-def check_bootstrap_metric(domain: Domain, task: Any, records: list[Any], expected: float) -> None:
+def check_bootstrap_metric(domain: Domain, task: Any, records: list[Any], expected: float, cfg: Any = None) -> None:
     """``TaskSpec.bootstrap_metric`` on all rows must equal ``metrics``' primary value on the same records."""
     import math
 
     import numpy as np
 
-    prepared = call(domain, "metrics", "TaskSpec.bootstrap_metric", resolve(task.bootstrap_metric), records, None, hint=f" (task {task.name!r})")
+    prepared = call(domain, "metrics", "TaskSpec.bootstrap_metric", resolve(task.bootstrap_metric), records, cfg, hint=f" (task {task.name!r})")
     value = call(domain, "metrics", "TaskSpec.bootstrap_metric", prepared, np.arange(len(records)), hint=" (the function it returned, on every row)")
     v, e = float(value), float(expected)
     if not ((math.isnan(v) and math.isnan(e)) or abs(v - e) <= 1e-9):

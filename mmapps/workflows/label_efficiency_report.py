@@ -174,8 +174,9 @@ def _metric_fn(ctx: Any):
     resampler = ctx.domain.primary_task.bootstrap_metric
     if resampler is not None:  # the primary metric prepared once per run: a resample costs array indexing only
         from mmapps.domain import resolve
+        from mmapps.workflows.resolve import resolve_config
 
-        metric.prepare = lambda records: resolve(resampler)(records, None)  # type: ignore[attr-defined]
+        metric.prepare = lambda records: resolve(resampler)(records, resolve_config(ctx.domain, ctx.recipe, overrides=["eval.bootstrap_resamples=0"]))  # type: ignore[attr-defined]
     return metric
 
 
