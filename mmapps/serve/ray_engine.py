@@ -101,6 +101,8 @@ class RayStartError(MmappsError):
 RAY_START_ENV = {
     "RAY_gcs_server_port_wait_time_s": "120",  # the GCS writes its port (default 30 s)
     "RAY_worker_register_timeout_seconds": "120",  # a worker (a replica, the Serve controller) registers (default 60 s)
+    "RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S": "60",  # the controller kills a proxy not ready in time (default 5 s)
+    "RAY_SERVE_PROXY_HEALTH_CHECK_TIMEOUT_S": "60",  # ... or not answering its health check (default 10 s)
 }
 START_ATTEMPTS = 3  # the raylet waits a fixed ~15 s for each agent port and Ray 30 s for the raylet (no settings): a start past them is tried again
 
