@@ -37,6 +37,7 @@ class DataConfig(_Strict):
     label_budget: int | None = Field(None, ge=1, description="train on this many labelled train samples, drawn by seed and stratified so that every label with positives has one (mmapps.data.label_budget); None = all")
     label_budget_val: int | None = Field(None, ge=0, description="with label_budget: labelled validation samples kept the same way; 0 = no validation (the last weights are tested); None = all")
     label_budget_seed: int | None = Field(None, description="seed of the labelled-subset draw; None = the run seed")
+    split_seed: int | None = Field(None, description="seed of the train/val/test split and of seeded demo data; None = the run seed. Fix it to compare several seeds on one test split (the label-efficiency study does)")
     options: dict[str, Any] = Field(default_factory=dict)
 
 

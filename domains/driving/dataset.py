@@ -150,9 +150,12 @@ def demo_root(cfg: Any) -> Path:
     """The demo data folder for ``cfg`` (written on first use)."""
     from mmapps_domains.driving.demo import write_demo_data
 
-    folder = Path(cfg.data.demo_dir) if cfg.data.demo_dir else Path.home() / ".cache" / "mmapps" / f"driving-demo-{cfg.data.demo_n}-seed{cfg.seed}"
+    from mmapps.data.splits import split_seed
+
+    seed = split_seed(cfg)
+    folder = Path(cfg.data.demo_dir) if cfg.data.demo_dir else Path.home() / ".cache" / "mmapps" / f"driving-demo-{cfg.data.demo_n}-seed{seed}"
     if not (folder / "ImageSets" / "test.txt").is_file():
-        write_demo_data(folder, cfg.data.demo_n, cfg.seed)
+        write_demo_data(folder, cfg.data.demo_n, seed)
     return folder
 
 
@@ -191,7 +194,9 @@ def build_datasets(cfg: Any) -> DatasetSplits:
 
         raise DataError(f"{root}/training: no usable frame ({log.summary()})")
     by_id = {f.frame_id: f for f in frames}
-    split_ids, source = resolve_splits(root, list(by_id), options.split_fractions, cfg.seed)
+    from mmapps.data.splits import split_seed
+
+    split_ids, source = resolve_splits(root, list(by_id), options.split_fractions, split_seed(cfg))
     datasets = {name: KittiDetectionDataset([by_id[i] for i in ids], options, train=(name == "train"), seed=cfg.seed) for name, ids in split_ids.items()}
     if options.test_folder == "testing":  # KITTI's unlabelled test frames, e.g. for a benchmark-server submission
         # OpenPCDet's test.txt names testing/ frames; a labelled test list of training/ does not

@@ -255,7 +255,9 @@ def build_datasets(cfg: Any):
     studies = [s for s in (prepare_study(r, options, load, log, base, fed) for r in records) if s is not None]
     if not studies:
         raise DataError(f"data.root {root}: every one of {len(records)} studies failed ({log.summary()}); nothing to train on")
-    split_of_patient = split_by_patient(records, options.split_fractions, cfg.seed)
+    from mmapps.data.splits import split_seed
+
+    split_of_patient = split_by_patient(records, options.split_fractions, split_seed(cfg))
     by_split = {name: [s for s in studies if split_of_patient[s.subject_id] == name] for name in ("train", "val", "test")}
     check_splits_filled(by_split, records, split_of_patient, root, log)
     note_input = describe_note_input(fed, options)

@@ -27,3 +27,9 @@ class DatasetSplits:
     issues: IssueLog = field(default_factory=IssueLog)
     split_of_group: dict[str, str] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def split_seed(cfg: Any) -> int:
+    """The seed a domain splits its data (and seeds its generated demo data) with: ``data.split_seed``, else the run seed."""
+    fixed = getattr(cfg.data, "split_seed", None)
+    return int(cfg.seed if fixed is None else fixed)

@@ -48,7 +48,9 @@ SETUPS: dict[str, dict[str, Any]] = {
     "surveillance": {"recipe": "quick", "overrides": ["data.demo_n=2500", "eval.bootstrap_resamples=0"], "steps": 150, "pretrain": ["train.epochs=4", "train.patience=null"]},
     "driving": {"recipe": "quick", "overrides": ["eval.bootstrap_resamples=0"], "steps": 150, "pretrain": ["train.epochs=4", "train.patience=null"]},
 }
-COMMON = ["train.progress=false", "train.tensorboard=false", "train.patience=null", "data.label_budget_val=0", "train.checkpoint_every=100000"]  # last.pt at the end only
+# one test split (and one pretraining pool) for every seed, so arms and seeds are paired on it; the resume state at the end only
+COMMON = ["train.progress=false", "train.tensorboard=false", "train.patience=null", "data.label_budget_val=0", "train.checkpoint_every=100000",
+          "data.split_seed=0"]
 
 
 @dataclass(frozen=True)
