@@ -23,7 +23,7 @@ def register(app: typer.Typer, name: str) -> None:
         calibration_samples: int = typer.Option(64, "--calibration-samples", help="training samples for static int8 calibration"),
         calibration_method: str = typer.Option("minmax", "--calibration-method", help="static int8 activation ranges: minmax, entropy or percentile (99.999th)"),
         int8_max_drop: str = typer.Option("auto", "--int8-max-drop", help="int8 accuracy goal on the validation metric drop's 95% CI upper bound; above it the most sensitive layers stay fp32 (auto: 0.01 AUROC/AUC, 0.02 AP; none: no search)"),
-        precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 / bf16 to add a half-precision GPU graph (fp32 inputs and outputs)"),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, or fp16 to add a half-precision GPU graph (fp32 inputs and outputs)"),
         triton_name: str | None = typer.Option(None, "--triton-name", help="Triton model name (default: the domain name)"),
         set_: list[str] = typer.Option([], "--set", help="override a data field: --set data.options.x=y (repeatable)"),
     ) -> None:

@@ -23,7 +23,7 @@ from mmapps.export.sidecar import SIDECAR, Sidecar, write_sidecar
 MIN_OPSET = 18
 QUANTIZE = ("none", "dynamic", "static")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16")
 EXTERNAL_DATA_BYTES = 1 << 30  # weights above 1 GiB go to model.onnx.data (protobuf's 2 GiB limit)
 
 
@@ -78,8 +78,10 @@ def check_options(opset: int, quantize: str, calibration_method: str = "minmax",
         raise ConfigError(f"--quantize {quantize!r}: expected one of {', '.join(QUANTIZE)}")
     if calibration_method not in CALIBRATION_METHODS:
         raise ConfigError(f"--calibration-method {calibration_method!r}: expected one of {', '.join(CALIBRATION_METHODS)} (how static int8 sets activation ranges from the calibration samples)")
+    if precision == "bf16":
+        raise ConfigError("--precision bf16: not available: the fusion graph casts to float32 inside, so a bfloat16 trace mixes types, and onnxruntime's CPU provider has no bfloat16 Conv to check one; export --precision fp16, or build a bf16 TensorRT engine from model.onnx (trtexec --bf16)")
     if precision not in PRECISIONS:
-        raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)} (fp16 / bf16 add a half-precision graph for GPUs beside the fp32 one)")
+        raise ConfigError(f"--precision {precision!r}: expected one of {', '.join(PRECISIONS)} (fp16 adds a half-precision graph for GPUs beside the fp32 one)")
 
 
 def export_checkpoint(
@@ -112,8 +114,8 @@ def export_checkpoint(
         int8_max_drop: the int8 accuracy goal (upper bound of the paired-bootstrap 95% CI of the
             validation primary-metric drop); above it the per-layer sensitivity search keeps the most
             sensitive op groups fp32. None: no search.
-        precision: ``fp32``, or ``fp16`` / ``bf16`` to add ``model.fp16.onnx`` / ``model.bf16.onnx``
-            (GPU graphs, fp32 inputs and outputs; `mmapps.export.half`).
+        precision: ``fp32``, or ``fp16`` to add ``model.fp16.onnx`` (a GPU graph with fp32 inputs and
+            outputs; `mmapps.export.half`); ``bf16`` is refused with the reason.
 
     Raises:
         ConfigError: bad options; CheckpointError: a missing, corrupt or foreign checkpoint;
@@ -183,7 +185,6 @@ def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibrati
     draft.thresholds, draft.score_distribution, draft.parity = summary.thresholds, summary.distributions, summary.parity.to_json()
     draft.extra["validation_metrics"] = summary.metrics_torch
     draft.extra["test_metrics"] = loaded.test_metrics
-    draft.extra["input_distribution"] = __import__("mmapps.serve.input_profile", fromlist=["_"]).split_input_distribution(loaded.splits.val, loaded.cfg, loaded.domain)  # input drift references (serve)
     if quantize != "none":
         from mmapps.export.quantize_call import quantize_export
 

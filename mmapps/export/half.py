@@ -1,24 +1,24 @@
-"""Half-precision graphs for GPUs: ``export --precision fp16|bf16`` adds ``model.fp16.onnx`` / ``model.bf16.onnx``.
+"""Half-precision graphs for GPUs: ``export --precision fp16`` adds ``model.fp16.onnx``.
 
-- ``fp16``: the fp32 graph converted by ``onnxruntime.transformers.float16`` (weights and compute in
-  float16; inputs and outputs stay float32, Cast nodes at the edges; ops without float16 kernels
-  stay fp32 behind casts), so mmapps' runtime feeds it unchanged.
-- ``bf16``: the PyTorch model cast to bfloat16 inside a wrapper that casts float inputs to bf16 and
-  the outputs back to fp32, exported with ``torch.onnx.export(dynamo=True)`` at opset >= 22 (the
-  first with bfloat16 Conv), without onnxscript's rewrites (its BatchNorm fusion leaves fp32 biases).
+The fp32 graph converted by ``onnxruntime.transformers.float16``: weights and compute in float16,
+Cast nodes at the edges so inputs and outputs stay float32 (mmapps' runtime feeds it unchanged),
+ops without float16 kernels kept fp32 behind casts; the nodes are re-sorted (the converter appends
+its input casts after their users, which ``onnx.checker`` refuses).
 
-Parity: the half graph against the PyTorch fp32 model on the validation split at the looser
+Parity: the fp16 graph against the PyTorch fp32 model on the validation split at the looser
 tolerance `TOLERANCE` (``|Δ| <= atol + rtol·|ref|`` on the logits), the decisions flipped at the
 validation thresholds and the primary metric of both; a failure is a `ParityError` (exit 9). Where
-onnxruntime's CPU provider has no kernel for the graph's types (bfloat16 Conv/MatMul today), the
-graph is checked (``onnx.checker``, every float weight in the half type, float32 inputs and
-outputs) and the PyTorch bf16 model's parity is reported instead, with the reason; run it on the
-CUDA provider (or TensorRT) where it is meant to run.
+onnxruntime's CPU provider cannot load the graph (a float16 kernel it lacks), the graph is checked
+(``onnx.checker``, every large weight float16, float32 inputs and outputs) and PyTorch's float16
+autocast of the model is measured instead, with the reason (``runs_on``).
+
+bf16 is refused: the fusion graph casts to float32 inside (``mmapps.export.graph``), so a bfloat16
+trace mixes types, and onnxruntime's CPU provider has no bfloat16 Conv to check one; TensorRT builds
+bf16 engines from ``model.onnx`` itself (``--bf16``).
 """
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -31,23 +31,22 @@ from torch import nn
 from mmapps.errors import CheckpointError
 from mmapps.export.parity import compare_batches
 
-HALF_FILES = {"fp16": "model.fp16.onnx", "bf16": "model.bf16.onnx"}
-TOLERANCE = {"fp16": (1e-2, 1e-2), "bf16": (5e-2, 5e-2)}  # (atol, rtol): 10-bit and 7-bit mantissas
-BF16_MIN_OPSET = 22
-_DTYPE = {"fp16": torch.float16, "bf16": torch.bfloat16}
-_ONNX_TYPE = {"fp16": 10, "bf16": 16}  # onnx.TensorProto.FLOAT16 / BFLOAT16
+HALF_FILES = {"fp16": "model.fp16.onnx"}
+TOLERANCE = {"fp16": (1e-2, 1e-2)}  # (atol, rtol): float16's 10-bit mantissa, accumulated over the layers
+_DTYPE = {"fp16": torch.float16}
+_ONNX_TYPE = {"fp16": 10}  # onnx.TensorProto.FLOAT16
 
 
-class HalfPrecisionModule(nn.Module):
-    """`module` in `dtype`: float inputs cast in, float outputs cast back to float32 (fp32 I/O, half inside)."""
+class AutocastModule(nn.Module):
+    """`module` under CPU autocast to `dtype` (the PyTorch stand-in when onnxruntime cannot run the half graph)."""
 
     def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
         super().__init__()
-        self.inner, self.dtype = copy.deepcopy(module).to(dtype), dtype
+        self.inner, self.dtype = module, dtype
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        cast = [x.to(self.dtype) if x.is_floating_point() else x for x in inputs]
-        out = self.inner(*cast)
+        with torch.autocast("cpu", dtype=self.dtype):
+            out = self.inner(*inputs)
         out = out if isinstance(out, (tuple, list)) else (out,)
         return tuple(o.float() if o.is_floating_point() else o for o in out)
 
@@ -57,20 +56,14 @@ def export_half(folder: Path, sidecar: Any, loaded: Any, precision: str, log: Ca
     import onnx
 
     from mmapps.domain import resolve
-    from mmapps.export.onnx_write import write_onnx
 
     folder, target = Path(folder), Path(folder) / HALF_FILES[precision]
     log(f"{precision}: writing {target.name}...")
-    if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
-        model = _topological(convert_float_to_float16(onnx.load(str(folder / sidecar.model_file)), keep_io_types=True))
-        onnx.save(model, str(target), save_as_external_data=model.ByteSize() > (1 << 30))
-        opset = sidecar.opset
-    else:
-        opset = max(sidecar.opset, BF16_MIN_OPSET)
-        runtime = resolve(sidecar.runtime)(sidecar.preprocess, folder)
-        write_onnx(loaded.adapter, runtime.feeds(loaded.example), target, opset, HalfPrecisionModule(loaded.adapter.module, _DTYPE[precision]), optimize=False)
+    model = _topological(convert_float_to_float16(onnx.load(str(folder / sidecar.model_file)), keep_io_types=True))
+    onnx.save(model, str(target), save_as_external_data=model.ByteSize() > (1 << 30))
+    opset = sidecar.opset
     types = check_half_graph(target, precision)
     runtime = resolve(sidecar.runtime)(sidecar.preprocess, folder)
     atol, rtol = TOLERANCE[precision]
@@ -81,9 +74,9 @@ def export_half(folder: Path, sidecar: Any, loaded: Any, precision: str, log: Ca
         graph = OnnxModel(sidecar, folder, target.name)
         run = lambda batch: graph.run(graph.runtime.feeds(batch))
         section["runs_on"] = "onnxruntime CPUExecutionProvider"
-    except CheckpointError as err:  # no CPU kernels for the half type: PyTorch's half model stands in
-        half = HalfPrecisionModule(loaded.adapter.module, _DTYPE[precision]).eval()
-        section["runs_on"] = f"PyTorch {precision} (onnxruntime CPU cannot run it: {str(err).splitlines()[0][:200]}); run the graph on the CUDA or TensorRT provider"
+    except CheckpointError as err:  # a float16 kernel the CPU provider lacks: PyTorch's autocast stands in
+        half = AutocastModule(loaded.adapter.module, _DTYPE[precision]).eval()
+        section["runs_on"] = f"PyTorch {precision} autocast (onnxruntime CPU cannot run the graph: {str(err).splitlines()[0][:300]}); run the graph on the CUDA or TensorRT provider"
         run = lambda batch: _torch_outputs(half, loaded, runtime, batch)
     report = half_parity(loaded, runtime, sidecar.thresholds, run, atol, rtol)
     section |= {"parity": report.to_json(), "parity_line": f"max |d| {report.max_abs_diff:.3g} at |d| <= {atol:g} + {rtol:g}*|ref|, {report.flipped} decisions flipped, on {section['runs_on'].split(' (')[0]}"}
