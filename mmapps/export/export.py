@@ -185,6 +185,9 @@ def _export_into(folder: Path, loaded: Any, opset: int, quantize: str, calibrati
     draft.thresholds, draft.score_distribution, draft.parity = summary.thresholds, summary.distributions, summary.parity.to_json()
     draft.extra["validation_metrics"] = summary.metrics_torch
     draft.extra["test_metrics"] = loaded.test_metrics
+    from mmapps.serve.input_profile import split_input_distribution
+
+    draft.extra["input_distribution"] = split_input_distribution(loaded.splits.val, loaded.cfg, loaded.domain)  # the served model's input-drift references
     if quantize != "none":
         from mmapps.export.quantize_call import quantize_export
 
