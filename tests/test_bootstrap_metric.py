@@ -122,3 +122,23 @@ def test_the_plugin_self_test_refuses_a_bootstrap_metric_that_disagrees_with_met
     check_bootstrap_metric(domain, task, records, right, cfg)
     with pytest.raises(ContractError, match="bootstrap_metric gives"):
         check_bootstrap_metric(domain, task, records, right + 0.01, cfg)
+
+
+@pytest.mark.parametrize("domain_name", ["medical", "driving"])
+def test_export_paired_drop_fast_path_equals_the_full_metrics(domain_name: str, monkeypatch) -> None:
+    from mmapps.export import drop
+
+    domain = get_domain(domain_name)
+    task = domain.primary_task
+    rng = np.random.default_rng(6)
+    make = (lambda: _medical_records(rng, 50, len(task.labels))) if domain_name == "medical" else (lambda: _driving_records(rng, 20))
+    ref, got = make(), make()
+    for r_got, r_ref in zip(got, ref):  # the same samples, another model's predictions
+        r_got.target, r_got.sample_id, r_got.group_id = r_ref.target, r_ref.sample_id, r_ref.group_id
+    cfg = resolve_config(domain, "smoke", overrides=["eval.bootstrap_resamples=0"])
+    fast = drop.paired_drop(domain, cfg, {task.name: ref}, {task.name: got}, resamples=25)
+    monkeypatch.setattr(drop, "_prepared", lambda *args: None)
+    slow = drop.paired_drop(domain, cfg, {task.name: ref}, {task.name: got}, resamples=25)
+    assert fast["resamples"] == slow["resamples"] > 0
+    for key in ("reference", "value", "drop", "drop_ci_low", "drop_ci_high"):
+        assert fast[key] == pytest.approx(slow[key], abs=1e-12), key

@@ -61,12 +61,13 @@ def paired_drop(domain: Any, cfg: Any, ref: dict[str, list], got: dict[str, list
         return float(value) if isinstance(value, (int, float, np.floating)) else float("nan")
 
     groups = sorted({r.group_id for rows in ref.values() for r in rows})
+    resample_a, resample_b = _prepared(domain, cfg, ref, got) or (lambda w: metric(_resampled(ref, w)), lambda w: metric(_resampled(got, w)))
     rng = np.random.default_rng(seed)
     drops = []
     for _ in range(resamples if len(groups) > 1 else 0):
         counts = np.bincount(rng.integers(0, len(groups), len(groups)), minlength=len(groups))
         weight = dict(zip(groups, counts.tolist()))
-        a, b = metric(_resampled(ref, weight)), metric(_resampled(got, weight))
+        a, b = resample_a(weight), resample_b(weight)
         if np.isfinite(a) and np.isfinite(b):
             drops.append(a - b)
     base, value = metric(ref), metric(got)
@@ -76,3 +77,19 @@ def paired_drop(domain: Any, cfg: Any, ref: dict[str, list], got: dict[str, list
 
 def _resampled(records: dict[str, list], weight: dict[str, int]) -> dict[str, list]:
     return {task: [r for r in rows for _ in range(weight.get(r.group_id, 0))] for task, rows in records.items()}
+
+
+def _prepared(domain: Any, cfg: Any, ref: dict[str, list], got: dict[str, list]) -> tuple[Any, Any] | None:
+    """Group weights -> primary metric through the task's ``bootstrap_metric`` (arrays built once), or None without one."""
+    from mmapps.domain import resolve
+
+    task = domain.primary_task
+    if task.bootstrap_metric is None or set(ref) != {task.name} or set(got) != {task.name}:
+        return None
+    rows_a, rows_b = ref[task.name], got[task.name]
+    score_a, score_b = resolve(task.bootstrap_metric)(rows_a, cfg), resolve(task.bootstrap_metric)(rows_b, cfg)
+
+    def rows_of(rows: list, weight: dict[str, int]) -> np.ndarray:
+        return np.array([i for i, r in enumerate(rows) for _ in range(weight.get(r.group_id, 0))], dtype=np.int64)
+
+    return (lambda w: float(score_a(rows_of(rows_a, w))), lambda w: float(score_b(rows_of(rows_b, w))))
