@@ -84,7 +84,7 @@ def _prepared(domain: Any, cfg: Any, ref: dict[str, list], got: dict[str, list])
     from mmapps.domain import resolve
 
     task = domain.primary_task
-    if task.bootstrap_metric is None or set(ref) != {task.name} or set(got) != {task.name}:
+    if getattr(task, "bootstrap_metric", None) is None or set(ref) != {task.name} or set(got) != {task.name}:
         return None
     rows_a, rows_b = ref[task.name], got[task.name]
     score_a, score_b = resolve(task.bootstrap_metric)(rows_a, cfg), resolve(task.bootstrap_metric)(rows_b, cfg)
