@@ -39,10 +39,11 @@ Callable contracts (``cfg`` is the resolved `mmapps.config.RunConfig`):
 - ``pretrain(cfg, domain, model) -> mmapps.pretrain.contract.PretrainParts``: optional; how the
   model's encoders and token fusion are reached and which modalities declare their own masking
   unit and target (see `mmapps.pretrain.contract`); core modality kinds need no hook.
-- ``serve(api: fastapi.APIRouter, state: mmapps.serve.state.ServiceState)``: optional; adds the
-  domain's own endpoints on its raw formats (``POST /v1/<name>/predict``) to the service's predict
-  router, built on `mmapps.serve.pipeline.serve_root`; without it a domain is served through
-  ``/v1/<name>/predict-files`` (its readers and prediction writer) and the v2 tensor protocol.
+- ``serve``: optional; a `mmapps.serve.hooks.ServeHooks` (its endpoints on the domain's raw
+  formats, WebSocket routes, decoder imports, the upload de-identifier) or, the short form, a
+  function ``add_routes(api: fastapi.APIRouter, state)`` adding ``POST /v1/<name>/predict`` to
+  the predict router, built on `mmapps.serve.pipeline.serve_root`; without it a domain is served
+  through ``/v1/<name>/predict-files`` (its readers and prediction writer) and the v2 tensor protocol.
 """
 
 from __future__ import annotations
@@ -181,6 +182,8 @@ class Domain:
         export: lazy ref or None; the ONNX export adapter factory (module docstring).
         pretrain: lazy ref or None; the self-supervised pretraining hook (module docstring).
         serve: lazy ref or None; the domain's own service endpoints (module docstring).
+        intended_use: one sentence for the model cards of served and exported models: what the
+            model is for and what it must not be used for.
     """
 
     name: str
@@ -206,6 +209,7 @@ class Domain:
     export: Ref | None = None
     pretrain: Ref | None = None
     serve: Ref | None = None
+    intended_use: str = ""
     extras: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

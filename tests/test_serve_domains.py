@@ -60,6 +60,8 @@ def test_plugin_domain_served_through_its_own_readers_and_writer(shapes_domain, 
             body = r.json()
             bad = client.post("/v1/shapes/predict-files", files=[("files", ("../escape.csv", b"x"))], headers=headers)
             assert bad.status_code == 400 and bad.json()["class"] == "bad_path"
+            dicom = client.post("/v1/shapes/predict-files", files=[("files", ("scan.dcm", b"DICM"))], headers=headers)
+            assert dicom.status_code == 415 and dicom.json()["class"] == "no_deidentifier"  # never read un-de-identified
     finally:
         close_state(state)
     assert sorted(s["sample_id"] for s in body["samples"]) == sorted(r["sample_id"] for r in rows)

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from mmapps.serve import live
 from mmapps.serve.audit import AuditLog
 from mmapps.serve.auth import KeyStore, parse_env_keys
 from mmapps.serve.metrics import ServiceMetrics
@@ -22,6 +21,17 @@ from mmapps.serve.metrics import ServiceMetrics
 PREDICT, ADMIN = "p" * 32, "a" * 32  # admin keys may predict too (the admin scope includes predict)
 FPS, WINDOW_S, DURATION = 10, 1.0, 8.0
 CHAT_SENTINEL = "SENTINEL chat text 98765"
+
+
+@pytest.fixture(scope="module")
+def live():
+    """The live route's module (in the surveillance plugin: importable once the plugin is loaded)."""
+    from mmapps.plugins import get_domain
+
+    get_domain("surveillance")
+    from mmapps_domains.surveillance import live
+
+    return live
 
 
 @pytest.fixture(scope="module")
@@ -112,19 +122,19 @@ def fmp4_segments(path: Path) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def service(checkpoint: Path) -> SimpleNamespace:
-    return make_service(checkpoint, queue_segments=32)
+def service(checkpoint: Path, live) -> SimpleNamespace:
+    return make_service(checkpoint, 32, live)
 
 
 @pytest.fixture(scope="module")
-def small_queue(service: SimpleNamespace) -> SimpleNamespace:
+def small_queue(service: SimpleNamespace, live) -> SimpleNamespace:
     app = FastAPI()
     state = SimpleNamespace(**{**vars(service.state), "extra": {"live": live.LiveSettings(queue_segments=2)}})
     app.include_router(live.router(state))
     return SimpleNamespace(app=app, state=state)
 
 
-def make_service(checkpoint: Path, queue_segments: int) -> SimpleNamespace:
+def make_service(checkpoint: Path, queue_segments: int, live) -> SimpleNamespace:
     from mmapps_domains.surveillance import domain
 
     from mmapps.serve.runner import load_runner
@@ -233,6 +243,9 @@ def test_live_overload_closes_1013_and_corrupt_media_1007(small_queue, clip, tmp
     assert 'mmapps_input_errors_total{kind="live_overloaded"}' in s and 'mmapps_input_errors_total{kind="live_media"}' in s
 
 
-def test_other_domains_get_no_live_route():
-    state = SimpleNamespace(domain=SimpleNamespace(name="medical"), extra={})
-    assert live.router(state).routes == []
+def test_only_the_surveillance_domain_declares_the_live_route():
+    from mmapps.plugins import get_domain
+    from mmapps.serve.hooks import serve_hooks
+
+    assert serve_hooks(get_domain("surveillance")).socket_routes is not None
+    assert all(serve_hooks(get_domain(name)).socket_routes is None for name in ("medical", "driving"))

@@ -365,10 +365,9 @@ def test_batched_scores_equal_single_scores_also_for_mixed_requests(served, dico
     requests = []
     for images, note in (([dicom_bytes], SENTINEL_NOTE), ([dicom_bytes, dicom_bytes], None), ([dicom_bytes], "INDICATION: fever")):
         written = medical_root(images, note, "referral", labels)
-        from mmapps.serve.pipeline import job_config
+        from mmapps.serve.pipeline import decode_job
 
-        job = {"domain": "medical", "config": job_config(runner, written), "root": str(written.root), "reader": None, "deid_key": state.extra["deid_key"].hex(), "caps": {}}
-        requests.append(state.decoders.decode(job))
+        requests.append(state.decoders.decode(decode_job(state, runner, written)))
         written.cleanup()
     single = [runner.predict(samples)[0].tasks["findings"]["scores"] for samples in requests]
 

@@ -288,3 +288,20 @@ def test_first_exit_signal_turns_readiness_off_and_drains_before_exiting():
     thread.join(30)
     assert answers == {"ready": 503, "in_flight": 200} and not thread.is_alive()
     assert state.audit.events[-1] == {**state.audit.events[-1], "event": "shutdown", "reason": "drained"}
+
+
+def test_serve_hooks_accept_the_short_form_and_refuse_other_objects():
+    from types import SimpleNamespace
+
+    from mmapps.errors import DomainLoadError
+    from mmapps.serve.hooks import ServeHooks, serve_hooks
+
+    def add_routes(api, state):
+        return None
+
+    assert serve_hooks(SimpleNamespace(name="x", serve=None)) == ServeHooks()
+    assert serve_hooks(SimpleNamespace(name="x", serve=add_routes)).routes is add_routes
+    with pytest.raises(DomainLoadError, match="expected a mmapps.serve.hooks.ServeHooks"):
+        serve_hooks(SimpleNamespace(name="x", serve=42))
+    with pytest.raises(DomainLoadError, match="cannot be imported"):
+        serve_hooks(SimpleNamespace(name="x", serve="no_such_module_here:HOOKS"))

@@ -81,6 +81,7 @@ domain = Domain(
     write_predictions=f"{_P}.predictions:write_kitti_results",
     export=f"{_P}.export:make_adapter",
     serve=f"{_P}.serve:add_routes",
+    intended_use="offline analysis of recorded drives (3D object detection); not a safety function of a vehicle",
     build_model=f"{_P}.model:build_model",
     report_sections=(f"{_P}.report:kitti_sections",),
     extra_commands=f"{_P}.commands:add_commands",

@@ -93,7 +93,8 @@ domain = Domain(
     write_predictions="mmapps_domains.medical.predictions:write_findings_csv",
     report_sections=("mmapps_domains.medical.report:findings_sections",),
     extra_commands="mmapps_domains.medical.commands:add_commands",
-    serve="mmapps_domains.medical.serve:add_routes",
+    serve="mmapps_domains.medical.serve:HOOKS",
+    intended_use="decision support for trained readers of chest radiographs; never an autonomous diagnosis",
     data_options="mmapps_domains.medical.options:MedicalDataOptions",
     headline_metrics=(
         "auroc/macro", "auroc/micro", "auroc/competition5", "auprc/macro", "ece/macro",

@@ -6,7 +6,8 @@ validation-chosen threshold. The upload is written as a one-study data root (`re
 ``build_datasets`` reads in a decoder child.
 
 The DICOM files are de-identified (the medical domain's PS3.15 de-identifier) in the decoder
-child before they are read, stored or logged; the answer names no patient. ``gradcam=true``
+child before they are read, stored or logged (`HOOKS.prepare_upload`:
+`deid.uploads.deidentify_upload`); the answer names no patient. ``gradcam=true``
 adds the Grad-CAM map of the first (frontal-first) image for the top finding (or ``finding``)
 as a base64 PNG, computed with the domain's own batched Grad-CAM.
 """
@@ -24,6 +25,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, Field
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.hooks import ServeHooks
 from mmapps.serve.request_roots import RequestRoot, new_root
 from mmapps.serve.state import ServiceState
 
@@ -118,3 +120,7 @@ def gradcam_png(runner: Any, sample: Any, finding: int) -> str:
     buffer = io.BytesIO()
     Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+HOOKS = ServeHooks(routes=add_routes, decoder_imports=("pydicom", "mmapps_domains.medical.deid"),
+                   prepare_upload="mmapps_domains.medical.deid.uploads:deidentify_upload")

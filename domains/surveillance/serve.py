@@ -4,7 +4,7 @@ A clip (+ audio) + its chat log -> timed events. Written as a one-clip data root
 ``clips/clip.<ext>``, ``chat/clip.<ext>``, ``mic/clip.wav``, ``manifest.jsonl`` with ``split: test``)
 and read by the domain's own ``build_datasets``; the events are its own post-processing
 (per-second scores) and its prediction writer's segments. The live WebSocket endpoint is
-`mmapps.serve.live`.
+`live.router` (``WS /v1/surveillance/live``); `HOOKS` hands both to the service.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, File, Request, UploadFile
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.hooks import ServeHooks
 from mmapps.serve.request_roots import RequestRoot, new_root
 from mmapps.serve.state import ServiceState
 
@@ -71,3 +72,12 @@ def add_routes(api: APIRouter, state: ServiceState) -> None:
         prediction = {task: p for task, p in served.predictions[0].tasks.items()}
         return {**answer_header(served, request), "predictions": prediction, "events": predictions_file(served)["text"],
                 "presence": {m: served.samples[0].inputs.get(m) is not None for m in served.loaded.runner.modalities}}
+
+
+def _live_routes(state: ServiceState) -> APIRouter:
+    from mmapps_domains.surveillance.live import router
+
+    return router(state)
+
+
+HOOKS = ServeHooks(routes=add_routes, socket_routes=_live_routes, decoder_imports=("av",))

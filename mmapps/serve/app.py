@@ -14,15 +14,14 @@ Contract:
   ``{"error": <paragraph>, "class": <class>, "request_id": ...}``; a validation error names the
   field and what is accepted, never the value sent; an unexpected error is a 500 naming only the
   request id. Every error class is counted by ``metrics.input_error(class)``.
-- Monitoring plugs in here (S2): ``mmapps.serve.live.router(state) -> APIRouter`` is included
-  when the module exists; a module ``mmapps.serve.tracing`` with ``install(app, state)`` is
-  called (middleware, trace propagation, JSON logs). Nothing else is needed from them.
+- A domain's routes that check their key themselves (``ServeHooks.socket_routes``, e.g. the
+  surveillance live WebSocket) are included at the application level; `mmapps.serve.tracing`'s
+  ``install(app, state)`` adds trace propagation and JSON logs.
 - CORS is closed: no CORS middleware, so browsers refuse cross-origin calls.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 import uuid
@@ -233,15 +232,10 @@ def _install_docs(app: FastAPI, state: ServiceState) -> None:
 
 
 def _install_monitoring(app: FastAPI, state: ServiceState) -> None:
-    for module_name, attribute in (("mmapps.serve.live", "router"), ("mmapps.serve.tracing", "install")):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        hook = getattr(module, attribute, None)
-        if hook is None:
-            continue
-        if attribute == "router":
-            app.include_router(hook(state))
-        else:
-            hook(app, state)
+    from mmapps.serve import tracing
+    from mmapps.serve.hooks import serve_hooks
+
+    socket_routes = serve_hooks(state.domain).socket_routes
+    if socket_routes is not None:
+        app.include_router(socket_routes(state))
+    tracing.install(app, state)

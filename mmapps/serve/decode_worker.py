@@ -2,7 +2,8 @@
 
 Each request names a temporary data root the server wrote from an upload, the model's run
 config and how to read it; the child checks the caps (pixels, frames, points) from headers
-before decoding, de-identifies DICOM files in place when asked, reads the samples with the
+before decoding, de-identifies the upload in place when asked (the domain's
+``ServeHooks.prepare_upload``), reads the samples with the
 domain's own readers (``Domain.build_datasets`` over every split, or a domain reader given as
 ``"module:function"`` taking ``(cfg, root)``), and answers the samples in the `wire` format.
 
@@ -42,30 +43,6 @@ def check_caps(root: Path, caps: dict[str, int]) -> None:
         check_file(path, caps)
 
 
-def deidentify_dicoms(root: Path, key_hex: str) -> tuple[int, list[str]]:
-    """De-identify every DICOM under ``root`` in place (PS3.15 Basic Profile + retain patient characteristics).
-
-    Returns the count and the identifier values read before the change (to scrub messages).
-    """
-    from mmapps_domains.medical.deid import DeidKey, DeidOptions, deidentify_dataset
-    from mmapps_domains.medical.deid.engine import collect_identifiers
-    from mmapps_domains.medical.deid.reading import read_input
-
-    key = DeidKey(bytes.fromhex(key_hex))
-    options = DeidOptions(retain_patient_characteristics=True, burned_in="write-unverified")
-    identifiers: list[str] = []
-    count = 0
-    for path in sorted(root.rglob("*.dcm")):
-        result = read_input(path)
-        if result.dataset is None:
-            raise Refused("bad_dicom", f"DICOM file {path.name}: {result.refused or result.skipped}; accepted: DICOM Part 10 CR/DX images in a transfer syntax pydicom decodes")
-        identifiers += collect_identifiers(result.dataset)
-        deidentify_dataset(result.dataset, key, options, pixels_verified=False, fallback_label=path.name)
-        result.dataset.save_as(path)
-        count += 1
-    return count, identifiers
-
-
 def read_samples(domain: Any, cfg: Any, root: Path, reader: str | None) -> list[Any]:
     from mmapps.domain import resolve
 
@@ -95,6 +72,7 @@ def scrub(message: str, root: Path, identifiers: list[str]) -> str:
 
 def handle(job: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     from mmapps.config import validate_config
+    from mmapps.domain import resolve
     from mmapps.errors import MmappsError
     from mmapps.plugins import get_domain
 
@@ -102,9 +80,9 @@ def handle(job: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
     identifiers: list[str] = []
     try:
         check_caps(root, job.get("caps", {}))
-        if job.get("deid_key"):
-            _, identifiers = deidentify_dicoms(root, job["deid_key"])
         domain = get_domain(job["domain"])
+        if job.get("deid_key"):  # the domain's de-identifier (ServeHooks.prepare_upload) before any reader opens a file
+            identifiers = list(resolve(job["prepare_upload"])(root, job["deid_key"]))
         cfg = validate_config(job["config"])
         samples = read_samples(domain, cfg, root, job.get("reader"))
         if not samples:

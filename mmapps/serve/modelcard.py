@@ -10,11 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-INTENDED_USE = {
-    "medical": "decision support for trained readers of chest radiographs; never an autonomous diagnosis",
-    "driving": "offline analysis of recorded drives (3D object detection); not a safety function of a vehicle",
-    "surveillance": "prioritising clips for a human operator; not an automated decision about a person",
-}
+UNDECLARED_USE = "not declared by the domain's plugin (Domain.intended_use): ask its authors before relying on it"
 
 
 def model_card(runner: Any) -> dict[str, Any]:
@@ -39,7 +35,7 @@ def model_card(runner: Any) -> dict[str, Any]:
         "data": {"root": "demo data" if cfg.data.root is None else "user data (path withheld)", "recipe": getattr(cfg, "recipe", None), "seed": cfg.seed},
         "test_metrics": with_ci,
         "decision_thresholds": "chosen on the validation split (threshold/<label> in metrics.json)" if runner.thresholds else "none stored: scores only",
-        "intended_use": INTENDED_USE.get(domain.name, "as documented by the domain's plugin"),
+        "intended_use": getattr(domain, "intended_use", "") or UNDECLARED_USE,
         "limits": [
             "metrics hold for data like the test split; check drift gauges on /metrics before trusting scores on other sites or devices",
             "trained on synthetic demo data" if cfg.data.root is None else "trained on the data set named in the run's report",

@@ -19,6 +19,7 @@ import yaml
 from fastapi import Request
 
 from mmapps.serve.errors import ServeError
+from mmapps.serve.hooks import serve_hooks
 from mmapps.serve.input_profile import sample_facts
 from mmapps.serve.request_roots import RequestRoot
 from mmapps.serve.state import ServiceState
@@ -45,6 +46,25 @@ def job_config(runner: Any, written: RequestRoot) -> dict[str, Any]:
     return values
 
 
+def decode_job(state: ServiceState, runner: Any, written: RequestRoot) -> dict[str, Any]:
+    """The decoder child's job for one written upload (`mmapps.serve.decode_worker`).
+
+    Raises:
+        ServeError: 415 when the upload asks for de-identification and the domain has no
+            de-identifier (``ServeHooks.prepare_upload``): it is never read as it is.
+    """
+    job = {"domain": state.domain.name, "config": job_config(runner, written), "root": str(written.root), "reader": written.reader,
+           "caps": {"max_pixels": state.settings.max_pixels, "max_frames": state.settings.max_frames, "max_points": state.settings.max_points}}
+    if written.deidentify:
+        prepare = serve_hooks(state.domain).prepare_upload
+        if prepare is None:
+            written.cleanup()
+            raise ServeError(415, "no_deidentifier", f"the upload holds DICOM files, and the {state.domain.name} domain declares no "
+                             "de-identifier (ServeHooks.prepare_upload); DICOM is accepted only by domains that de-identify it")
+        job["deid_key"], job["prepare_upload"] = state.extra["deid_key"].hex(), prepare
+    return job
+
+
 def scores_of(predictions: list[Any]) -> dict[str, np.ndarray]:
     """task -> (N, L) scores, for tasks whose predictions carry a flat ``scores`` list."""
     out = {}
@@ -62,10 +82,7 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
     loaded = state.versions.get(version)
     runner = loaded.runner
     request.state.model, request.state.version, request.state.sha256 = state.domain.name, loaded.name, runner.sha256
-    job = {"domain": state.domain.name, "config": job_config(runner, written), "root": str(written.root), "reader": written.reader,
-           "caps": {"max_pixels": state.settings.max_pixels, "max_frames": state.settings.max_frames, "max_points": state.settings.max_points}}
-    if written.deidentify:
-        job["deid_key"] = state.extra["deid_key"].hex()
+    job = decode_job(state, runner, written)
     try:
         async with state.admission.slot():  # 503 + Retry-After when the model path is full (load shedding)
             samples, predictions = await _decode_and_predict(state, request, written, job, loaded)

@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
 
-from mmapps.domain import resolve
 from mmapps.serve.errors import ServeError
+from mmapps.serve.hooks import serve_hooks
 from mmapps.serve.pipeline import serve_root
 from mmapps.serve.request_roots import files_root
 from mmapps.serve.state import ServiceState
@@ -55,6 +55,7 @@ def router(state: ServiceState) -> APIRouter:
         return {**answer_header(served, request), "samples": [{"sample_id": p.sample_id, **p.tasks} for p in served.predictions],
                 "prediction_file": predictions_file(served)}
 
-    if state.domain.serve is not None:  # the domain's own endpoints on its raw formats (Domain.serve)
-        resolve(state.domain.serve)(api, state)
+    hooks = serve_hooks(state.domain)
+    if hooks.routes is not None:  # the domain's own endpoints on its raw formats (Domain.serve)
+        hooks.routes(api, state)
     return api

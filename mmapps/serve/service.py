@@ -14,6 +14,7 @@ from mmapps.keyfile import read_key_file, user_config_dir
 from mmapps.serve.audit import AuditLog
 from mmapps.serve.auth import KeyStore
 from mmapps.serve.decoders import DecoderPool
+from mmapps.serve.hooks import serve_hooks
 from mmapps.serve.runner import warm_up
 from mmapps.serve.state import ServiceSettings, ServiceState, default_metrics
 from mmapps.serve.versions import ModelVersions
@@ -26,14 +27,15 @@ def deid_key_path() -> Path:
 
 
 def decoder_imports(domain: Any) -> list[str]:
-    """Modules a decoder child imports up front: torch and the domain's readers."""
+    """Modules a decoder child imports up front: torch, the domain's readers and its `ServeHooks.decoder_imports`."""
     modules = ["torch", "numpy", "mmapps.data", "mmapps.serve.caps"]
     ref = domain.build_datasets
     if isinstance(ref, str):
         modules.append(ref.partition(":")[0])
-    if domain.name == "medical":
-        modules += ["pydicom", "mmapps_domains.medical.deid"]
-    return modules
+    hooks = serve_hooks(domain)
+    if hooks.prepare_upload:
+        modules.append(hooks.prepare_upload.partition(":")[0])
+    return modules + [m for m in hooks.decoder_imports if m not in modules]
 
 
 def build_state(domain: Any, checkpoint: Path, settings: ServiceSettings | None = None, keys_file: Path | None = None,

@@ -2,11 +2,10 @@
 
 `SegmentFeed` is the blocking, bounded byte source PyAV reads from (so the decoder's state, the
 H.264 references and the AAC overlap, carries across segment boundaries, and a cut anywhere gives
-the numbers of the uncut stream). `LiveDecoder` is `stream.iter_media_windows` for a stream with its
-own audio track, built from the same `VideoWindowSampler`, `AudioWindowBuffer` and `MonoConverter`
-(that function opens files only; a live stream is not a file). Stream time starts at the first
-decoded frame's time rounded down to a whole window, so a stream whose timestamps start near 0
-has the windows of the same recording watched as a file. `LiveScorer` turns windows into the
+the numbers of the uncut stream). `LiveDecoder` reads that stream through `stream.decode_windows`,
+the demux loop of `stream.iter_media_windows` (files), so live and offline windows are the same
+numbers. Stream time starts at the first decoded frame's time rounded down to a whole window, so a
+stream whose timestamps start near 0 has the windows of the same recording watched as a file. `LiveScorer` turns windows into the
 model's inputs as ``watch`` does (`dataset.video_tensor`, `audio.log_mel`, pooled chat vectors),
 scores them with `StreamingScorer` and closes alerts with `AlertTracker`.
 """
@@ -14,10 +13,8 @@ scores them with `StreamingScorer` and closes alerts with `AlertTracker`.
 from __future__ import annotations
 
 import io
-import math
 import queue
 import threading
-from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,69 +86,17 @@ class LiveDecoder:
 
     def windows(self) -> Iterator[Any]:
         import av
-        from mmapps_domains.surveillance.audio import AudioWindowBuffer, MonoConverter
-        from mmapps_domains.surveillance.errors import MediaError
-        from mmapps_domains.surveillance.probe import check_codec
-        from mmapps_domains.surveillance.stream import MediaWindow
-        from mmapps_domains.surveillance.video import VideoWindowSampler, video_info
 
-        spec, where = self.spec, Path("live stream")
+        from mmapps_domains.surveillance.errors import MediaError
+        from mmapps_domains.surveillance.stream import decode_windows
+
         try:
             container = av.open(self.feed, mode="r", container_options={"format_whitelist": LIVE_FORMATS})
         except (av.error.FFmpegError, UnicodeDecodeError) as err:
             raise MediaError(f"live stream: the first segment is not MPEG-TS or fragmented MP4 ({type(err).__name__}); "
                              "send MPEG-TS segments, or an fMP4 init segment followed by media segments") from None
         try:
-            info = video_info(container, where)
-            vstream = container.streams.video[0]
-            own_audio = self.with_audio and bool(container.streams.audio)
-            streams = [vstream] + ([container.streams.audio[0]] if own_audio else [])
-            if own_audio:
-                check_codec(streams[1], where)
-            sampler, abuf = VideoWindowSampler(spec), AudioWindowBuffer(spec)
-            convert = MonoConverter(spec.sample_rate) if own_audio else None
-            ready: deque = deque()
-            state = {"origin": None, "end": 0.0, "audio_started": False}
-
-            def emit(final: bool) -> Iterator[Any]:
-                while ready:
-                    w, frames = ready[0]
-                    if not final and state["end"] < (w + 1) * spec.window_s - 1e-9:
-                        return
-                    if own_audio and not final and abuf.available_until < (w + 1) * spec.samples_per_window:
-                        return
-                    audio = None
-                    if own_audio:
-                        got = abuf.pop_windows(w + 1) if not final else abuf.finish(w + 1, round(state["end"] * spec.sample_rate))
-                        audio = got[-1] if got else np.zeros(spec.samples_per_window, np.float32)
-                    ready.popleft()
-                    yield MediaWindow(w, w * spec.window_s, frames, audio, info, state["end"])
-
-            try:
-                for packet in container.demux(*streams):
-                    for frame in packet.decode():
-                        if frame.time is None:
-                            continue
-                        if state["origin"] is None:
-                            state["origin"] = math.floor(float(frame.time) / spec.window_s + 1e-9) * spec.window_s
-                        t = float(frame.time) - state["origin"]
-                        if packet.stream.type == "video":
-                            state["end"] = max(state["end"], t + 1.0 / info.fps)
-                            ready.extend(sampler.feed(frame, t))
-                        else:
-                            samples = convert(frame)
-                            start = round(t * spec.sample_rate) if not state["audio_started"] else abuf.available_until
-                            abuf.add(samples, start)
-                            state["audio_started"] = True
-                    yield from emit(final=False)
-            except av.error.FFmpegError as err:
-                raise MediaError(f"live stream: corrupt segment after {state['end']:.2f} s of stream ({type(err).__name__})") from None
-            if state["end"] == 0.0:
-                raise MediaError("live stream: no video frame could be decoded from the segments received")
-            if convert is not None:
-                abuf.add(convert(None), abuf.available_until)
-            ready.extend(sampler.finish(state["end"]))
-            yield from emit(final=True)
+            yield from decode_windows(container, self.spec, "live stream", with_audio=self.with_audio, align_origin=True)
         finally:
             container.close()
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-log = logging.getLogger("mmapps.serve.live")
+log = logging.getLogger("mmapps.serve.live")  # the service's logger tree (structured JSON logs)
 OVERLOADED, INVALID_DATA, POLICY = 1013, 1007, 1008
 _KEY_WORDS = ("key", "token", "secret", "auth", "password")
 
@@ -75,10 +75,8 @@ async def _close(ws: WebSocket, code: int, reason: str) -> None:
 
 
 def router(state: Any) -> APIRouter:
-    """The live route for the surveillance domain (an empty router for every other domain)."""
+    """The live route (``ServeHooks.socket_routes``: included at the application level; it checks its key itself)."""
     r = APIRouter()
-    if getattr(state.domain, "name", None) != "surveillance":
-        return r
     settings: LiveSettings = state.extra.get("live") or LiveSettings()
     pool = ThreadPoolExecutor(max_workers=settings.max_streams, thread_name_prefix="mmapps-live")
     active = {"streams": 0}
@@ -124,7 +122,7 @@ def router(state: Any) -> APIRouter:
 async def _serve_stream(ws: WebSocket, state: Any, version: Any, settings: LiveSettings, pool: ThreadPoolExecutor,
                         send_scores: bool, chat: bool) -> int:
     """Run one stream to its end; returns the close code."""
-    from mmapps.serve.live_stream import LiveDecoder, LiveScorer, SegmentFeed
+    from mmapps_domains.surveillance.live_stream import LiveDecoder, LiveScorer, SegmentFeed
 
     loop = asyncio.get_running_loop()
     feed = SegmentFeed(settings.queue_segments)
