@@ -43,6 +43,25 @@ def test_ray_options_are_checked():
     assert config["max_replicas"] == 4 and config["upscale_delay_s"] == 2 and config["downscale_delay_s"] == 15
 
 
+def test_serve_command_line_sets_the_autoscaler(tmp_path, monkeypatch):
+    """The CLI's Ray flags reach `RayOptions` (the run itself is replaced: it would start Ray)."""
+    from typer.testing import CliRunner
+
+    from mmapps.cli.main import app
+
+    seen = {}
+    monkeypatch.setattr(ray_engine, "run", lambda *args, options, **kwargs: seen.setdefault("options", options))
+    checkpoint = tmp_path / "best.safetensors"
+    checkpoint.write_bytes(b"")
+    result = CliRunner().invoke(app, ["medical", "serve", "--checkpoint", str(checkpoint), "--engine", "ray", "--max-replicas", "4",
+                                      "--upscale-delay-s", "2", "--downscale-delay-s", "15", "--autoscale-metrics-interval-s", "1",
+                                      "--autoscale-look-back-s", "5", "--max-ongoing-requests", "3", "--num-cpus", "0.5"])
+    assert result.exit_code == 0, result.output
+    config = seen["options"].autoscaling_config()
+    assert (config["max_replicas"], config["upscale_delay_s"], config["downscale_delay_s"], config["metrics_interval_s"], config["look_back_period_s"]) == (4, 2, 15, 1, 5)
+    assert seen["options"].max_ongoing_requests == 3 and seen["options"].num_cpus == 0.5
+
+
 def test_ray_application_builder_for_serve_run_and_kuberay(tmp_path):
     from ray.serve import Application
 

@@ -52,6 +52,11 @@ def register(app: typer.Typer, name: str) -> None:
         target_ongoing_requests: float = typer.Option(2.0, "--target-ongoing-requests", min=0.01, help="--engine ray: requests per replica the autoscaler aims at"),
         num_cpus: float = typer.Option(1.0, "--num-cpus", min=0.0, help="--engine ray: CPUs reserved per replica"),
         num_gpus: float = typer.Option(0.0, "--num-gpus", min=0.0, help="--engine ray: GPUs reserved per replica"),
+        max_ongoing_requests: int = typer.Option(8, "--max-ongoing-requests", min=1, help="--engine ray: requests a replica takes at once (more wait in Ray's router)"),
+        upscale_delay: float = typer.Option(30.0, "--upscale-delay-s", min=0.0, help="--engine ray: seconds a scale-up decision must hold (Ray's default 30)"),
+        downscale_delay: float = typer.Option(600.0, "--downscale-delay-s", min=0.0, help="--engine ray: seconds a scale-down decision must hold (Ray's default 600)"),
+        metrics_interval: float = typer.Option(10.0, "--autoscale-metrics-interval-s", min=0.1, help="--engine ray: how often replicas report their load"),
+        look_back: float = typer.Option(30.0, "--autoscale-look-back-s", min=0.1, help="--engine ray: the window the autoscaler averages the load over"),
     ) -> None:
         """Serve the model: domain endpoints on raw files, KServe v2 on tensors, API keys, audit log."""
         from mmapps.serve.server import check_bind
@@ -71,7 +76,9 @@ def register(app: typer.Typer, name: str) -> None:
             )
 
             options = ray_engine.RayOptions(address=address, min_replicas=min_replicas, max_replicas=max_replicas,
-                                            target_ongoing_requests=target_ongoing_requests, num_cpus=num_cpus, num_gpus=num_gpus)
+                                            target_ongoing_requests=target_ongoing_requests, max_ongoing_requests=max_ongoing_requests,
+                                            num_cpus=num_cpus, num_gpus=num_gpus, upscale_delay_s=upscale_delay, downscale_delay_s=downscale_delay,
+                                            metrics_interval_s=metrics_interval, look_back_period_s=look_back)
             ray_engine.run(domain, checkpoint, settings, host=host, port=port, keys_file=keys_file, audit_log=audit_log, version=version, options=options)
             return
         if engine != "uvicorn":
