@@ -59,6 +59,7 @@ def test_node_macs_equal_a_hand_count(tmp_path: Path) -> None:
 
 
 def test_dynamic_int8_quantises_weights_only_and_never_conv(tmp_path: Path) -> None:
+    D_OUT = 8
     from mmapps.export.quantize import quantize_graph
 
     source = _export(tmp_path)
@@ -69,6 +70,12 @@ def test_dynamic_int8_quantises_weights_only_and_never_conv(tmp_path: Path) -> N
     assert plan["int8_ops"] == {"MatMul": 3} or plan["int8_ops"] == {"Gemm": 3} or sum(plan["int8_ops"].values()) == 3
     assert plan["fp32_ops"].get("MatMul") == 2 and plan["fp32_ops"].get("Conv") == 1  # Q·Kᵀ and probabilities·V stay fp32
     assert ops.count("Softmax") == 1 and ops.count("MatMul") >= 2
+    import onnx
+
+    graph = onnx.load(str(tmp_path / "dyn.onnx")).graph
+    dims = {t.name: list(t.dims) for t in graph.initializer}
+    zero_points = [dims.get(n.input[3]) for n in graph.node if n.op_type == "MatMulInteger" and len(n.input) > 3]
+    assert zero_points and all(z == [D_OUT] for z in zero_points), zero_points  # one scale and zero point per output channel
     T, D = 36, 8
     assert plan["int8_mac_share"] == pytest.approx(3 * T * D * D / (8 * 3 * 9 * T + 3 * T * D * D + 2 * T * T * D))
 

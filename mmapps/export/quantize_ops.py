@@ -44,13 +44,13 @@ def static_int8(source: Path, target: Path, calibration: list[dict[str, np.ndarr
 
 
 def dynamic_int8(source: Path, target: Path, nodes: list[str]) -> None:
-    """Dynamic int8 of the constant-weight MatMul/Gemm `nodes` (int8 weights, uint8 activations quantised per call)
+    """Dynamic int8 of the constant-weight MatMul/Gemm `nodes` (int8 weights per output channel, uint8 activations quantised per call)
     and of the Gather `nodes` of embedding tables (int8 table, dequantised after the lookup)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # the dynamic quantiser first rewrites Gemm as MatMul (+ Add), naming the MatMul "<gemm>_MatMul"
     names = list(nodes) + [f"{n}_MatMul" for n in nodes]
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_quantize=names, per_channel=False)
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm", "Gather"], nodes_to_quantize=names, per_channel=True)
 
 
 def quantized_sources(target: Path, convs: list[str], linear: list[str]) -> set[str]:
