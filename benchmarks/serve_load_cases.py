@@ -108,14 +108,16 @@ def surveillance(scratch: Path, n: int, max_body_mb: float) -> LoadCase:
         files = [("clip", ("cam" + Path(entry["clip"]).suffix, (root / entry["clip"]).read_bytes(), "video/mp4"))]
         if entry.get("chat"):
             files.append(("chat", ("cam" + Path(entry["chat"]).suffix, (root / entry["chat"]).read_bytes(), "application/json")))
-        payloads.append({"files": files})
+        payloads.append({"files": files, "data": {"start_time": entry["start_time"]} if entry.get("start_time") else {}})  # ISO chat times need it
 
     def to_root(payload: Payload, runner: Any) -> Any:
         clip, chat = _file(payload, "clip"), _file(payload, "chat")
         suffix = lambda name: "." + name.rsplit(".", 1)[-1]
-        return request_root(suffix(clip[0]), clip[1], suffix(chat[0]) if chat else None, chat[1] if chat else None, None)
+        return request_root(suffix(clip[0]), clip[1], suffix(chat[0]) if chat else None, chat[1] if chat else None, None,
+                            start_time=payload.get("data", {}).get("start_time"))
 
     clip = payloads[0]["files"][0]
+    iso_chat = next((p for p in payloads if p["data"].get("start_time") and any(f[1][0].endswith(".csv") for f in p["files"])), None)
     bad = {
         "truncated MP4 (first 4000 bytes)": {"files": [("clip", ("cam.mp4", clip[1][1][:4000]))]},
         "random bytes named .mp4": {"files": [("clip", ("cam.mp4", os.urandom(8192)))]},
@@ -124,8 +126,11 @@ def surveillance(scratch: Path, n: int, max_body_mb: float) -> LoadCase:
         "missing clip field": {"files": [("chat", ("cam.jsonl", b'{"t": 1, "user": "a", "text": "hi"}\n'))]},
         "JSON body instead of multipart": {"json": {"clip": "x"}},
         "no chat (served, presence false)": {"files": [clip]},
+        "start_time not ISO-8601": {"files": [clip], "data": {"start_time": "yesterday"}},
         f"upload over --max-body-mb {max_body_mb:g}": {"files": [("clip", ("cam.mp4", os.urandom(int((max_body_mb + 1) * 2**20))))]},
     }
+    if iso_chat is not None:
+        bad["chat with ISO times, no start_time"] = {"files": iso_chat["files"]}
     return LoadCase("surveillance", "/v1/surveillance/predict", payloads, to_root, bad)
 
 

@@ -120,8 +120,17 @@ def test_surveillance_clip_and_chat_served_as_events(tmp_path_factory, tmp_path,
             r = client.post("/v1/surveillance/predict", files=files, headers=headers)
             cut = client.post("/v1/surveillance/predict", files=[("clip", ("cam.mp4", (root / entry["clip"]).read_bytes()[:4000]))], headers=headers)
             again = client.post("/v1/surveillance/predict", files=files, headers=headers)
+            # a chat log with wall-clock (ISO-8601) times, as a video management system exports it: placed by start_time
+            iso = next(e for e in map(json.loads, (root / "manifest.jsonl").read_text().splitlines()) if str(e.get("chat", "")).endswith(".csv"))
+            iso_files = [("clip", ("cam.mp4", (root / iso["clip"]).read_bytes())), ("chat", ("cam.csv", (root / iso["chat"]).read_bytes()))]
+            placed = client.post("/v1/surveillance/predict", files=iso_files, data={"start_time": iso["start_time"]}, headers=headers)
+            unplaced = client.post("/v1/surveillance/predict", files=iso_files, headers=headers)
+            not_iso = client.post("/v1/surveillance/predict", files=iso_files, data={"start_time": "yesterday"}, headers=headers)
     finally:
         close_state(state)
+    assert placed.status_code == 200 and placed.json()["presence"]["chat"], placed.text
+    assert unplaced.status_code == 400 and "start_time form field" in unplaced.json()["error"] and "--on-error" not in unplaced.json()["error"]
+    assert not_iso.status_code == 400 and not_iso.json()["class"] == "bad_field" and "start_time" in not_iso.json()["error"]
     assert r.status_code == 200, r.text
     scores = r.json()["predictions"]["events"]["scores"]
     assert scores and all(0.0 <= s <= 1.0 for row in scores for s in row)

@@ -70,7 +70,8 @@ def parse_time(value: Any, start_time: datetime | None) -> float:
         except ValueError:
             raise ValueError(f"field 't': found {value!r}; expected seconds or an ISO-8601 time") from None
         if start_time is None:
-            raise ValueError(f"field 't': ISO-8601 time {value!r} needs the clip's start_time in the manifest")
+            raise ValueError(f"field 't': ISO-8601 time {value!r} needs the clip's start_time (the manifest's start_time field; "
+                             "the start_time form field when served)")
         if (moment.tzinfo is None) != (start_time.tzinfo is None):
             moment, start_time = moment.replace(tzinfo=None), start_time.replace(tzinfo=None)
         return (moment - start_time).total_seconds()

@@ -42,7 +42,9 @@ class IssueLog:
     def report(self, path: object, reason: str) -> None:
         issue = SampleIssue(str(path), reason)
         if self.on_error == "stop":
-            raise DataError(f"{issue}. The run stops because --on-error is 'stop'; use --on-error skip to skip such samples and count them in the summary.")
+            error = DataError(f"{issue}. The run stops because --on-error is 'stop'; use --on-error skip to skip such samples and count them in the summary.")
+            error.issue = str(issue)  # the sample's problem alone (a served upload's answer has no --on-error to suggest)
+            raise error
         self.issues.append(issue)
 
     def extend(self, other: "IssueLog") -> None:

@@ -93,7 +93,8 @@ def handle(job: dict[str, Any]) -> tuple[dict[str, Any], bytes]:
         return {"ok": False, "kind": err.kind, "message": scrub(str(err), root, identifiers)}, b""
     except (MmappsError, ValueError, FileNotFoundError, KeyError, IndexError) as err:
         kind = job.get("error_kind", "bad_input")
-        return {"ok": False, "kind": kind, "message": scrub(str(err).splitlines()[0] if str(err) else type(err).__name__, root, identifiers)}, b""
+        text = getattr(err, "issue", None) or str(err)  # a data issue without the CLI's --on-error advice
+        return {"ok": False, "kind": kind, "message": scrub(text.splitlines()[0] if text else type(err).__name__, root, identifiers)}, b""
 
 
 def main() -> int:
