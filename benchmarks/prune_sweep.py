@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,8 @@ def main() -> None:
     domain = get_domain(args.domain)
     key = primary_key(domain)
     work = args.work or Path(tempfile.mkdtemp(prefix=f"prune-sweep-{args.domain}-"))
+    load_start = os.getloadavg()[0]
+    trained = json.loads(metrics.read_text()).get(key) if (metrics := args.checkpoint.resolve().parent.parent / "metrics.json").is_file() else None
     rows = []
     for amount in args.amounts:
         result = prune(args.checkpoint, domain, work / f"p{amount:g}", amount=amount, finetune_epochs=args.finetune_epochs)
@@ -44,10 +47,15 @@ def main() -> None:
                      "parameters": result.summary.parameters_after, "macs_per_sample": result.summary.macs_after, "inference_samples_per_s": speed})
         print(rows[-1], file=sys.stderr, flush=True)
     md = [f"# Pruning sweep: {args.domain}", "", f"Checkpoint `{args.checkpoint}`, structured channels, fine-tuning epochs {args.finetune_epochs}; machine {machine()}.", "",
+          f"The checkpoint as trained (no pruning, no fine-tuning): test {key} {trained:.4f}." if trained is not None else "", "",
+          f"Load average (1 min) at start {load_start:.1f}, at end {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: samples/s is the run "
+          "report's single measurement, comparable across amounts only on a quiet machine (benchmarks/export.py alternates pruned "
+          "and unpruned latency in one run); MACs and parameters do not depend on the load.", "",
           table(["amount", f"{key} [95% CI]", "parameters", "MMACs / sample", "inference samples/s"],
                 [[f"{r['amount']:.0%}", f"{r['metric']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['parameters']:,}", r["macs_per_sample"] / 1e6, r["inference_samples_per_s"]] for r in rows]),
           "", f"![sweep](prune_sweep_{args.domain}.png)", ""]
-    write_results(f"prune_sweep_{args.domain}", {"machine": machine(), "metric": key, "rows": rows}, "\n".join(md))
+    write_results(f"prune_sweep_{args.domain}", {"machine": machine(), "metric": key, "rows": rows, "trained_metric": trained,
+                                                 "finetune_epochs": args.finetune_epochs, "load_at_start": load_start}, "\n".join(md))
     plot(rows, key, RESULTS / f"prune_sweep_{args.domain}.png")
     print("\n".join(md))
 
