@@ -126,8 +126,14 @@ def test_surveillance_clip_and_chat_served_as_events(tmp_path_factory, tmp_path,
             placed = client.post("/v1/surveillance/predict", files=iso_files, data={"start_time": iso["start_time"]}, headers=headers)
             unplaced = client.post("/v1/surveillance/predict", files=iso_files, headers=headers)
             not_iso = client.post("/v1/surveillance/predict", files=iso_files, data={"start_time": "yesterday"}, headers=headers)
+            no_chat = client.post("/v1/surveillance/predict", files=files[:1], headers=headers)
+            metrics = state.metrics.render()[0].decode()
     finally:
         close_state(state)
+    assert no_chat.status_code == 200 and no_chat.json()["presence"]["chat"] is False and no_chat.json()["presence"]["video"], no_chat.text
+    assert r.json()["presence"]["chat"] is True
+    chat_missing = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines() if line.startswith("mmapps_input_missing_rate") and 'modality="chat"' in line]
+    assert chat_missing and 0.0 < chat_missing[0] < 1.0, chat_missing  # the clip without chat counts as missing chat
     assert placed.status_code == 200 and placed.json()["presence"]["chat"], placed.text
     assert unplaced.status_code == 400 and "start_time form field" in unplaced.json()["error"] and "--on-error" not in unplaced.json()["error"]
     assert not_iso.status_code == 400 and not_iso.json()["class"] == "bad_field" and "start_time" in not_iso.json()["error"]

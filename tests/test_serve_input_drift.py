@@ -111,7 +111,7 @@ def test_served_checkpoint_gets_a_reference_and_an_inverted_dicom_moves_the_serv
     try:
         reference = metrics._drift[("medical", "v1")].inputs.references
         assert {"present.image", "present.note", "image_skew", "view"} <= set(reference)  # from the run's validation split
-        assert (checkpoint.parent.parent / "input_distribution.json").is_file()  # kept for the next load
+        assert (checkpoint.parent.parent / "input_distribution.v2.json").is_file()  # kept for the next load
         path = sorted(Path(resolve(domain.write_demo_data)(tmp_path_factory.mktemp("demo"), 2, 3)).rglob("*.dcm"))[0]
         ds = pydicom.dcmread(path)
         flipped = {"MONOCHROME1": "MONOCHROME2", "MONOCHROME2": "MONOCHROME1"}[ds.PhotometricInterpretation]

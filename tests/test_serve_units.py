@@ -305,3 +305,15 @@ def test_serve_hooks_accept_the_short_form_and_refuse_other_objects():
         serve_hooks(SimpleNamespace(name="x", serve=42))
     with pytest.raises(DomainLoadError, match="cannot be imported"):
         serve_hooks(SimpleNamespace(name="x", serve="no_such_module_here:HOOKS"))
+
+
+def test_input_present_follows_the_collate_rule():
+    import torch
+
+    from mmapps.data.sample import Sample, collate_samples, input_present
+
+    values = [None, torch.zeros((0, 3)), torch.ones((2, 3))]
+    assert [input_present(v, "padded") for v in values] == [False, False, True]
+    assert input_present(torch.zeros((0, 3)), "packed") and not input_present(None, "fixed")
+    batch = collate_samples([Sample(str(i), str(i), {"x": v}) for i, v in enumerate(values)], {"x": "padded"})
+    assert batch.inputs["x"].present.tolist() == [input_present(v, "padded") for v in values]

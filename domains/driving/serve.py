@@ -55,7 +55,7 @@ def request_root(lidar_suffix: str, lidar: bytes, calib: bytes, camera: bytes | 
 def add_routes(api: APIRouter, state: ServiceState) -> None:
     """``Domain.serve``: add ``POST /v1/driving/predict`` to the service's predict router."""
     from mmapps.serve.generic import predictions_file
-    from mmapps.serve.pipeline import serve_root
+    from mmapps.serve.pipeline import presence, serve_root
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/driving/predict")
@@ -79,4 +79,4 @@ def add_routes(api: APIRouter, state: ServiceState) -> None:
         detections = served.predictions[0].tasks["objects"]
         boxes = [{key: detections[key][i] for key in ("name", "score", "boxes_lidar", "boxes_camera", "bbox", "alpha")} for i in range(len(detections["name"]))]
         return {**answer_header(served, request), "boxes": boxes, "kitti": predictions_file(served)["text"],
-                "presence": {m: served.samples[0].inputs.get(m) is not None for m in served.loaded.runner.modalities}}
+                "presence": presence(served.samples[0], served.loaded.runner)}

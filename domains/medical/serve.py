@@ -68,7 +68,7 @@ def request_root(dicoms: list[bytes], note: str | None, note_kind: str | None, f
 
 def add_routes(api: APIRouter, state: ServiceState) -> None:
     """``Domain.serve``: add ``POST /v1/medical/predict`` to the service's predict router."""
-    from mmapps.serve.pipeline import serve_root
+    from mmapps.serve.pipeline import presence, serve_root
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header, read_uploads
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/medical/predict")
@@ -96,7 +96,7 @@ def add_routes(api: APIRouter, state: ServiceState) -> None:
         decisions = prediction.get("decisions") or [None] * len(labels)
         answer = {**answer_header(served, request),
                   "findings": [{"label": lab, "probability": p, "threshold": t, "decision": d} for lab, p, t, d in zip(labels, prediction["scores"], thresholds, decisions)],
-                  "presence": {m: sample.inputs.get(m) is not None for m in served.loaded.runner.modalities},
+                  "presence": presence(sample, served.loaded.runner),
                   "views": list(sample.meta.get("views") or [])}
         if gradcam:
             index = labels.index(finding) if finding in labels else max(range(len(labels)), key=lambda j: prediction["scores"][j])

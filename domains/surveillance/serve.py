@@ -59,7 +59,7 @@ def add_routes(api: APIRouter, state: ServiceState) -> None:
     from mmapps_domains.surveillance.annotations import _check_start_time
 
     from mmapps.serve.generic import predictions_file
-    from mmapps.serve.pipeline import serve_root
+    from mmapps.serve.pipeline import presence, serve_root
     from mmapps.serve.routes_predict import VERSION_QUERY, answer_header
 
     state.extra.setdefault("multipart_routes", set()).add("/v1/surveillance/predict")
@@ -87,7 +87,7 @@ def add_routes(api: APIRouter, state: ServiceState) -> None:
         served = await serve_root(state, request, written, version)
         prediction = {task: p for task, p in served.predictions[0].tasks.items()}
         return {**answer_header(served, request), "predictions": prediction, "events": predictions_file(served)["text"],
-                "presence": {m: served.samples[0].inputs.get(m) is not None for m in served.loaded.runner.modalities}}
+                "presence": presence(served.samples[0], served.loaded.runner)}
 
 
 def _live_routes(state: ServiceState) -> APIRouter:

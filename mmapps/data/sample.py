@@ -116,6 +116,17 @@ def collate_samples(samples: Sequence[Sample], modality_to_layout: dict[str, Lay
     )
 
 
+def input_present(value: Any, layout: Layout) -> bool:
+    """Whether one sample's input counts as present, as `collate_samples` decides it.
+
+    Absent is None, and for a ``padded`` modality also zero elements (a zero-length tensor is how a
+    reader marks a missing sequence while keeping its element shape).
+    """
+    if value is None:
+        return False
+    return layout != "padded" or torch.as_tensor(value).shape[0] > 0
+
+
 def _collate_modality(values: list[Any], layout: Layout, name: str) -> ModalityBatch:
     present = torch.tensor([v is not None for v in values], dtype=torch.bool)
     if layout == "text":

@@ -12,7 +12,7 @@ domain's reader sets (``view``, ``manufacturer``, ``n_images``, ``has_note``, ``
 validation split and turns each feature into a `mmapps.serve.drift` reference: categorical
 (strings, booleans, small integers) or numeric (quantiles). It goes to the export sidecar's
 ``input_distribution`` (``model.json``) and, for a served training checkpoint, is computed from
-the run's validation split at load and kept in ``<run>/input_distribution.json``
+the run's validation split at load and kept in ``<run>/input_distribution.v2.json``
 (`checkpoint_input_distribution`).
 """
 
@@ -37,14 +37,21 @@ IMAGE_STATS = ("mean", "std", "skew", "p05", "p95")
 MAX_PIXELS = 65536
 CONSTANT_TOLERANCE = 1e-4
 MAX_CATEGORIES = 20  # an integer feature with more distinct validation values is numeric
-CACHE_NAME = "input_distribution.json"
+CACHE_NAME = "input_distribution.v2.json"  # v2: presence by `input_present` (a zero-length sequence is absent)
 DEFAULT_LIMIT = 256  # validation samples read for a checkpoint's reference (load time stays seconds)
 
 
-def sample_facts(samples: Iterable[Any], modality_to_kind: Mapping[str, str]) -> dict[str, list]:
-    """Feature -> one value per sample that has it (see the module docstring); the ``observe`` inputs of the metrics."""
+def sample_facts(samples: Iterable[Any], modality_to_kind: Mapping[str, str], modality_to_layout: Mapping[str, str] | None = None) -> dict[str, list]:
+    """Feature -> one value per sample that has it (see the module docstring); the ``observe`` inputs of the metrics.
+
+    Presence is `mmapps.data.sample.input_present` with each modality's layout (a zero-length
+    ``padded`` sequence is absent); without layouts, present means not None.
+    """
+    from mmapps.data.sample import input_present
+
     samples = list(samples)
-    facts: dict[str, list] = {f"present.{m}": [s.inputs.get(m) is not None for s in samples] for m in modality_to_kind}
+    layouts = modality_to_layout or {}
+    facts: dict[str, list] = {f"present.{m}": [input_present(s.inputs.get(m), layouts.get(m, "fixed")) for s in samples] for m in modality_to_kind}
     for key in SAFE_META:
         values = [s.meta[key] for s in samples if isinstance(s.meta.get(key), (str, int, float, bool))]
         if values:
@@ -85,14 +92,15 @@ def _reference(values: list) -> dict | None:
         return None
 
 
-def input_distribution(samples: Iterable[Any], modality_to_kind: Mapping[str, str], limit: int = 1000) -> dict[str, dict]:
+def input_distribution(samples: Iterable[Any], modality_to_kind: Mapping[str, str], limit: int = 1000,
+                       modality_to_layout: Mapping[str, str] | None = None) -> dict[str, dict]:
     """Feature -> drift reference over (at most ``limit``) validation samples; presence is categorical over ``"True"``/``"False"``."""
     taken = []
     for i, sample in enumerate(samples):
         if i >= limit:
             break
         taken.append(sample)
-    facts = sample_facts(taken, modality_to_kind)
+    facts = sample_facts(taken, modality_to_kind, modality_to_layout)
     out = {}
     for name, values in sorted(facts.items()):
         ref = _reference([str(v) for v in values] if name.startswith("present.") else values) if values else None
@@ -110,11 +118,12 @@ def modality_kinds(cfg: Any, domain: Any) -> dict[str, str]:
 
 def split_input_distribution(split: Any, cfg: Any, domain: Any, limit: int = 1000) -> dict[str, dict]:
     """`input_distribution` of a dataset split (the export's validation split), read sample by sample."""
-    return input_distribution((split[i] for i in range(len(split))), modality_kinds(cfg, domain), limit)
+    kinds = modality_kinds(cfg, domain)
+    return input_distribution((split[i] for i in range(len(split))), kinds, limit, {m: domain.modality(m).layout for m in kinds})
 
 
 def checkpoint_input_distribution(checkpoint: Path, cfg: Any, domain: Any, limit: int = DEFAULT_LIMIT) -> dict[str, dict]:
-    """The input reference of a training checkpoint: ``<run>/input_distribution.json``, else computed from the run's validation split.
+    """The input reference of a training checkpoint: ``<run>/input_distribution.v2.json``, else computed from the run's validation split.
 
     The run's data root must still be readable; when it is not (or the split is empty) the service
     runs without input drift references (missing-modality rates are still kept) and says so once.

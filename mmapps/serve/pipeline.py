@@ -65,6 +65,13 @@ def decode_job(state: ServiceState, runner: Any, written: RequestRoot) -> dict[s
     return job
 
 
+def presence(sample: Any, runner: Any) -> dict[str, bool]:
+    """Modality -> whether the model saw it for this sample (`mmapps.data.sample.input_present`)."""
+    from mmapps.data.sample import input_present
+
+    return {m: input_present(sample.inputs.get(m), runner.domain.modality(m).layout) for m in runner.modalities}
+
+
 def scores_of(predictions: list[Any]) -> dict[str, np.ndarray]:
     """task -> (N, L) scores, for tasks whose predictions carry a flat ``scores`` list."""
     out = {}
@@ -88,7 +95,7 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
             samples, predictions = await _decode_and_predict(state, request, written, job, loaded)
     finally:
         written.cleanup()
-    facts = sample_facts(samples, {m: runner.domain.modality(m).kind for m in runner.modalities})
+    facts = sample_facts(samples, {m: runner.domain.modality(m).kind for m in runner.modalities}, {m: runner.domain.modality(m).layout for m in runner.modalities})
     state.metrics.observe(state.domain.name, loaded.name, scores_of(predictions), facts)
     shadow = state.versions.shadow
     if shadow and shadow != loaded.name:
