@@ -27,6 +27,7 @@ def main() -> None:
     parser.add_argument("--amounts", type=float, nargs="+", default=[0.0, 0.3, 0.5, 0.7])
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the test metric's interval (whatever the checkpoint's run used)")
     args = parser.parse_args()
     from mmapps.plugins import get_domain
     from mmapps.prune.workflow import prune
@@ -39,7 +40,8 @@ def main() -> None:
     trained = json.loads(metrics.read_text()).get(key) if (metrics := args.checkpoint.resolve().parent.parent / "metrics.json").is_file() else None
     rows = []
     for amount in args.amounts:
-        result = prune(args.checkpoint, domain, work / f"p{amount:g}", amount=amount, finetune_epochs=args.finetune_epochs)
+        result = prune(args.checkpoint, domain, work / f"p{amount:g}", amount=amount, finetune_epochs=args.finetune_epochs,
+                       overrides={"eval": {"bootstrap_resamples": args.resamples}})
         sections = {s["title"]: s["data"] for s in json.loads((result.out_dir / "report.json").read_text())["sections"]}
         speed = sections.get("Complexity", {}).get("inference_samples_per_s")
         m = result.metrics
@@ -52,7 +54,8 @@ def main() -> None:
           "report's single measurement, comparable across amounts only on a quiet machine (benchmarks/export.py alternates pruned "
           "and unpruned latency in one run); MACs and parameters do not depend on the load.", "",
           table(["amount", f"{key} [95% CI]", "parameters", "MMACs / sample", "inference samples/s"],
-                [[f"{r['amount']:.0%}", f"{r['metric']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]", f"{r['parameters']:,}", r["macs_per_sample"] / 1e6, r["inference_samples_per_s"]] for r in rows]),
+                [[f"{r['amount']:.0%}", f"{r['metric']:.4f} " + (f"[{r['ci_low']:.4f}, {r['ci_high']:.4f}]" if r["ci_low"] is not None else "(no interval)"),
+                  f"{r['parameters']:,}", r["macs_per_sample"] / 1e6, r["inference_samples_per_s"]] for r in rows]),
           "", f"![sweep](prune_sweep_{args.domain}.png)", ""]
     write_results(f"prune_sweep_{args.domain}", {"machine": machine(), "metric": key, "rows": rows, "trained_metric": trained,
                                                  "finetune_epochs": args.finetune_epochs, "load_at_start": load_start}, "\n".join(md))
@@ -68,8 +71,10 @@ def plot(rows: list[dict], key: str, path: Path) -> None:
 
     amounts = [r["amount"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-    axes[0].errorbar(amounts, [r["metric"] for r in rows], yerr=[[r["metric"] - r["ci_low"] for r in rows], [r["ci_high"] - r["metric"] for r in rows]], marker="o", capsize=3)
-    axes[0].set(xlabel="share of channels removed", ylabel=key, title="test metric (95% CI)")
+    with_ci = all(r["ci_low"] is not None for r in rows)
+    yerr = [[r["metric"] - r["ci_low"] for r in rows], [r["ci_high"] - r["metric"] for r in rows]] if with_ci else None
+    axes[0].errorbar(amounts, [r["metric"] for r in rows], yerr=yerr, marker="o", capsize=3)
+    axes[0].set(xlabel="share of channels removed", ylabel=key, title="test metric (95% CI)" if with_ci else "test metric")
     axes[1].plot(amounts, [r["macs_per_sample"] / rows[0]["macs_per_sample"] for r in rows], marker="o", label="MACs")
     axes[1].plot(amounts, [r["parameters"] / rows[0]["parameters"] for r in rows], marker="s", label="parameters")
     axes[1].set(xlabel="share of channels removed", ylabel="relative to unpruned", title="cost")

@@ -142,3 +142,23 @@ def test_export_paired_drop_fast_path_equals_the_full_metrics(domain_name: str, 
     assert fast["resamples"] == slow["resamples"] > 0
     for key in ("reference", "value", "drop", "drop_ci_low", "drop_ci_high"):
         assert fast[key] == pytest.approx(slow[key], abs=1e-12), key
+
+
+def test_driving_test_metrics_carry_the_primary_interval_of_the_full_evaluation() -> None:
+    """With resamples asked for, `detection_metrics` writes the primary metric's group-bootstrap interval, equal to
+    `bootstrap_ci` over the full KITTI evaluation of each resample (the oracle, slow: 30 resamples)."""
+    from mmapps.metrics import bootstrap_ci
+
+    domain = get_domain("driving")
+    task = domain.primary_task
+    records = _driving_records(np.random.default_rng(3), 16)
+    full = resolve(task.metrics)
+    fast_cfg = resolve_config(domain, "smoke", overrides=["eval.bootstrap_resamples=30"])
+    got = full(records, fast_cfg)
+    slow_cfg = resolve_config(domain, "smoke", overrides=["eval.bootstrap_resamples=0"])
+    assert f"{task.primary_metric}/ci_low" not in full(records, slow_cfg)  # per-epoch validation: no interval
+    oracle = bootstrap_ci(lambda rows: full([records[i] for i in rows], slow_cfg)[task.primary_metric], [np.arange(len(records))],
+                          groups=np.array([r.group_id for r in records]), n_resamples=30, seed=fast_cfg.seed)
+    assert got[f"{task.primary_metric}/ci_low"] == pytest.approx(oracle.low, abs=1e-12)
+    assert got[f"{task.primary_metric}/ci_high"] == pytest.approx(oracle.high, abs=1e-12)
+    assert got[f"{task.primary_metric}/ci_low"] <= got[task.primary_metric] <= got[f"{task.primary_metric}/ci_high"]

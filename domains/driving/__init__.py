@@ -23,7 +23,6 @@ RECIPES = {
         "model": {"fusion": {"name": "painting", "modality_dropout": 0.2},
                   "options": {"pillar_size": 0.32, "pfn_channels": 32, "backbone_channels": [48, 64], "head_channels": 48, "image_channels": 16}},
         "train": {"epochs": 12, "threads": 1, "batch_size": 4, "lr": 0.003, "weight_decay": 0.01, "grad_clip": 10.0, "warmup_fraction": 0.05},
-        "eval": {"bootstrap_resamples": 0},
     },
     # Full KITTI (GPU): the OpenPCDet PointPillars range and pillar size, wider network.
     "kitti": {
@@ -34,7 +33,6 @@ RECIPES = {
                   "options": {"pillar_size": 0.16, "pfn_channels": 64, "backbone_channels": [128, 256], "head_channels": 128,
                               "image_channels": 32, "max_detections": 100}},
         "train": {"epochs": 80, "batch_size": 8, "lr": 0.003, "weight_decay": 0.01, "grad_clip": 10.0, "device": "auto"},
-        "eval": {"bootstrap_resamples": 0},
     },
     # Under a minute: a handful of frames, one short epoch.
     "smoke": {
@@ -50,7 +48,6 @@ RECIPES = {
         "model": {"fusion": {"name": "painting", "modality_dropout": 0.2},
                   "options": {"pillar_size": 0.32, "pfn_channels": 32, "backbone_channels": [48, 64], "head_channels": 48, "image_channels": 16}},
         "train": {"epochs": 10, "batch_size": 4, "lr": 0.003, "weight_decay": 0.01, "grad_clip": 10.0},
-        "eval": {"bootstrap_resamples": 0},
     },
 }
 
