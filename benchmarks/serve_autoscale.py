@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     generator_cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)  # the poller thread included (small)
     cfg = {k: v for k, v in vars(a).items() if k not in ("checkpoint", "out")}
     cfg.update(metrics_interval_s=options.metrics_interval_s, look_back_period_s=options.look_back_period_s)
-    payload = {"benchmark": NAME, "command": "nice -n 10 python benchmarks/serve_autoscale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    payload = {"benchmark": NAME, "command": f"nice -n {os.nice(0)} python benchmarks/serve_autoscale.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                "checkpoint": str(checkpoint), "recipe": recipe, "config": cfg, "machine": machine(), "load_avg_at_end": os.getloadavg(),
                "deploy_s": deploy_s, "wall_s": end_s, "generator_cpu_s": generator_cpu, "summary": summarize(rows, records, a),
                "timeline": rows, "replica_polls": replicas}
