@@ -66,11 +66,11 @@ def detection_metrics(records: Sequence[Any], cfg: Any) -> dict[str, float]:
     moderate = [metrics[f"bev_ap_r40/{c}/moderate"] for c in options.classes]
     metrics["bev_ap_r40/mean/moderate"] = float(np.mean(moderate))
     metrics["3d_ap_r40/mean/moderate"] = float(np.mean([metrics[f"3d_ap_r40/{c}/moderate"] for c in options.classes]))
-    metrics.update(primary_interval(records, cfg))
+    metrics.update(primary_interval(records, cfg, options.classes))
     return metrics
 
 
-def primary_interval(records: Sequence[Any], cfg: Any) -> dict[str, float]:
+def primary_interval(records: Sequence[Any], cfg: Any, classes: Sequence[str]) -> dict[str, float]:
     """The group-bootstrap interval of ``bev_ap_r40/Car/moderate`` (drives resampled whole), as the core tasks write theirs.
 
     Only the primary metric: each resample goes through `primary_ap_resampler` (the frames'
@@ -81,18 +81,13 @@ def primary_interval(records: Sequence[Any], cfg: Any) -> dict[str, float]:
     from mmapps.tasks.intervals import eval_settings
 
     n, level, seed = eval_settings(cfg)
-    if n <= 0 or len(records) < 2 or "Car" not in parse_classes(cfg):
+    if n <= 0 or len(records) < 2 or "Car" not in classes:
         return {}
     on_rows = primary_ap_resampler(records, cfg)
     ci = bootstrap_ci(lambda rows: on_rows(rows), [np.arange(len(records))], groups=np.array([str(getattr(r, 'group_id', i)) for i, r in enumerate(records)]),
                       n_resamples=n, level=level, seed=seed)
     return {f"{PRIMARY_METRIC}/ci_low": ci.low, f"{PRIMARY_METRIC}/ci_high": ci.high, f"{PRIMARY_METRIC}/ci_degenerate": float(ci.n_degenerate)}
 
-
-def parse_classes(cfg: Any) -> list[str]:
-    from mmapps_domains.driving.options import DrivingDataOptions, parse_options
-
-    return list(parse_options(DrivingDataOptions, cfg.data.options, "data.options").classes)
 
 
 def primary_ap_resampler(records: Sequence[Any], cfg: Any) -> Callable[[np.ndarray], float]:
