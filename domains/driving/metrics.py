@@ -75,7 +75,7 @@ def primary_interval(records: Sequence[Any], cfg: Any, classes: Sequence[str]) -
 
     Only the primary metric: each resample goes through `primary_ap_resampler` (the frames'
     overlaps computed once), about a millisecond where the full evaluation takes a second. Nothing
-    when ``cfg.eval.bootstrap_resamples`` is 0 (the per-epoch validation) or no frame has a Car.
+    when ``cfg.eval.bootstrap_resamples`` is 0 (the per-epoch validation) or Car is not an evaluated class.
     """
     from mmapps.metrics import bootstrap_ci
     from mmapps.tasks.intervals import eval_settings
@@ -84,10 +84,9 @@ def primary_interval(records: Sequence[Any], cfg: Any, classes: Sequence[str]) -
     if n <= 0 or len(records) < 2 or "Car" not in classes:
         return {}
     on_rows = primary_ap_resampler(records, cfg)
-    ci = bootstrap_ci(lambda rows: on_rows(rows), [np.arange(len(records))], groups=np.array([str(getattr(r, 'group_id', i)) for i, r in enumerate(records)]),
+    ci = bootstrap_ci(on_rows, [np.arange(len(records))], groups=np.array([str(getattr(r, 'group_id', i)) for i, r in enumerate(records)]),
                       n_resamples=n, level=level, seed=seed)
     return {f"{PRIMARY_METRIC}/ci_low": ci.low, f"{PRIMARY_METRIC}/ci_high": ci.high, f"{PRIMARY_METRIC}/ci_degenerate": float(ci.n_degenerate)}
-
 
 
 def primary_ap_resampler(records: Sequence[Any], cfg: Any) -> Callable[[np.ndarray], float]:
