@@ -181,11 +181,13 @@ def test_identifiers_and_note_never_reach_audit_logs_or_metrics(served, dicom_by
     caplog.set_level(logging.DEBUG)
     assert _predict(served, [dicom_bytes]).status_code == 200
     _predict(served, [dicom_bytes[:300]])  # an error path too
+    wrong_key = "wrong-key-sentinel-5521"  # an auth failure of its own: the test must not depend on which tests ran before it
+    assert served["client"].post("/v1/medical/predict", data={"note": SENTINEL_NOTE}, headers={"Authorization": f"Bearer {wrong_key}"}).status_code == 401
     metrics = served["client"].get("/metrics", headers=served["admin"]).text
     audit = (served["folder"] / "audit.jsonl").read_text()
     captured = capfd.readouterr()
     for where, text in {"audit": audit, "logs": caplog.text, "stdout": captured.out, "stderr": captured.err, "metrics": metrics}.items():
-        for sentinel in (SENTINEL_ID, "Zyxwvut", "Qwertyuiop", "sentinel-note-text-7731", *served["secrets"]):
+        for sentinel in (SENTINEL_ID, "Zyxwvut", "Qwertyuiop", "sentinel-note-text-7731", wrong_key, *served["secrets"]):
             assert sentinel not in text, f"{sentinel!r} found in the {where}"
     events = [json.loads(line) for line in audit.splitlines()]
     predicted = [e for e in events if e.get("endpoint") == "/v1/medical/predict" and e.get("status") == 200]
