@@ -102,3 +102,24 @@ def test_smoke_study_end_to_end(shapes_domain, tmp_path):
     again = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"], cached_only=True)
     rerendered = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
     assert again == md and rerendered["rows"] == payload["rows"] and rerendered["controls"] == payload["controls"] and rerendered["cost"]["cached_only"]
+
+
+def test_the_lr_grid_is_searched_on_the_first_seeds_and_the_others_replicate_the_choice():
+    """`run_arms`: seed 0 runs every LR of every arm and budget; seeds 1-2 run the LR its validation chose."""
+    from mmapps.workflows.label_efficiency import run_arms
+
+    best = {"scratch": 3e-3, "pretrained": 3e-4}
+    calls: list[tuple] = []
+
+    def finetune(arm, budget, seed, lr):
+        calls.append((arm, budget, seed, lr))
+        return ArmRun(arm, budget, seed, lr, 0.5, None, val_metric=1.0 if lr == best[arm] else 0.5)
+
+    plan = StudyPreset(budgets=(25, None), seeds=3, lrs=(3e-4, 1e-3, 3e-3), lr_search_seeds=1)
+    kept, finished, planned = run_arms(plan, finetune)
+    assert planned == len(calls) == len(finished) == 2 * 2 * 3 + 2 * 2 * 2
+    assert {c for c in calls if c[2] == 0} == {(a, b, 0, lr) for a in best for b in (25, None) for lr in plan.lrs}
+    assert {c for c in calls if c[2] > 0} == {(a, b, s, best[a]) for a in best for b in (25, None) for s in (1, 2)}
+    assert {(r.arm, r.budget, r.seed, r.lr) for r in kept} == {(a, b, s, best[a]) for a in best for b in (25, None) for s in range(3)}
+    every, _, planned_all = run_arms(StudyPreset(budgets=(25,), seeds=2, lrs=(1e-3, 3e-3)), finetune)
+    assert planned_all == 8 and len(every) == 4  # unset: every seed searches the grid

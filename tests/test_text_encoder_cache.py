@@ -40,3 +40,48 @@ def test_cache_is_bounded_and_evicts_the_least_recently_used_text():
     encoder(_batch(["left effusion"]))  # now the most recent
     encoder(_batch(["cardiomegaly"]))
     assert list(encoder._cache) == ["left effusion", "cardiomegaly"]
+
+
+def test_frozen_features_on_disk_are_shared_across_encoders_exact_and_keyed_by_what_changes_them(tmp_path, monkeypatch):
+    """`mmapps.models.frozen_features`: a second run's encoder reads the first's token features (bit-equal) without
+    running its backbone; another max_length or other weights miss; a trained backbone gets no store; no text on disk."""
+    from types import SimpleNamespace
+
+    from mmapps.config import CacheConfig
+    from mmapps.data.cache_secret import KEY_ENV
+    from mmapps.models.frozen_features import attach_frozen_feature_stores, frozen_feature_store
+
+    monkeypatch.setenv(KEY_ENV, str(tmp_path / "key" / "cache.key"))
+    cfg = SimpleNamespace(cache=CacheConfig(dir=tmp_path / "cache"))
+    notes = ["sentinel-note-9931 small left pleural effusion", "no acute cardiopulmonary process"]
+
+    first = TextTransformerEncoder(dim=8, max_length=32)
+    assert attach_frozen_feature_stores(first, cfg) == 1
+    reference = first._encode(notes)
+    assert frozen_feature_store(first).stats.misses == 2
+
+    second = TextTransformerEncoder(dim=8, max_length=32)  # a new run: empty memory cache
+    attach_frozen_feature_stores(second, cfg)
+    calls: list[int] = []
+    second.backbone.register_forward_hook(lambda *_: calls.append(1))
+    again = second._encode(notes)
+    assert not calls and frozen_feature_store(second).stats.hits == 2
+    assert torch.equal(again[0], reference[0]) and torch.equal(again[1], reference[1])
+
+    shorter = TextTransformerEncoder(dim=8, max_length=8)
+    attach_frozen_feature_stores(shorter, cfg)
+    shorter._encode(notes[:1])
+    assert frozen_feature_store(shorter).stats.misses == 1  # max_length is part of the key
+
+    changed = TextTransformerEncoder(dim=8, max_length=32)
+    with torch.no_grad():
+        next(changed.backbone.parameters()).add_(1e-3)
+    attach_frozen_feature_stores(changed, cfg)
+    changed._encode(notes[:1])
+    assert frozen_feature_store(changed).stats.misses == 1  # other weights: other entries
+
+    trained = TextTransformerEncoder(dim=8, max_length=32, finetune="full")
+    assert attach_frozen_feature_stores(trained, cfg) == 0 and frozen_feature_store(trained) is None
+
+    disk = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert b"sentinel-note-9931" not in disk and b"pleural" not in disk

@@ -56,6 +56,7 @@ def pretrain(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Se
 
 def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any]) -> PretrainResult:
     from mmapps.models.build import selected_modalities
+    from mmapps.models.frozen_features import attach_frozen_feature_stores
     from mmapps.pretrain.baseline import fit_statistics
     from mmapps.pretrain.build import build_pretrain_model, check_pretrain_config
     from mmapps.pretrain.objective import PretrainLog, PretrainObjective
@@ -87,6 +88,7 @@ def _pretrain_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path
         (run_dir / "pool.json").write_text(json.dumps({"pool samples": len(pool), "held-out samples": len(held_out), "train split samples": len(splits.train), "held-out fraction of groups": cfg.pretrain.held_out,
                                                       "pairs shuffled across samples": cfg.pretrain.shuffle_pairs}, indent=1))
     backbone = build_model_checked(cfg, domain)
+    attach_frozen_feature_stores(backbone, cfg)  # the frozen text targets, shared with the fine-tuning runs
     model, transferred = build_pretrain_model(cfg, domain, backbone, modalities)
     model.to(runtime.device)
     # every process reads the same pool batches (not its DDP shard): the same target statistics,

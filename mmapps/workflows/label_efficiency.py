@@ -9,7 +9,8 @@ Protocol (fixed before any result; docs/pretraining.md):
 - paired arms: for each (budget, seed), ``scratch`` and ``pretrained`` share the labelled subset,
   the seed and hence the head initialisation (the model is built identically, then the
   pretrained arm's encoders and fusion are overwritten by the pretraining), and the same LR grid;
-  with a grid, each arm's LR is chosen on the validation split by the mean over seeds;
+  with a grid, each arm's LR is chosen per budget on the (full) validation split, by the mean over
+  the first ``lr_search_seeds`` seeds (all seeds when unset); the other seeds run that LR only;
 - verdict: the paired 95 % bootstrap CI (test groups resampled) of the mean over seeds of
   (pretrained - scratch) on the primary metric;
 - controls (``full`` preset): linear probe (pretrained vs random frozen encoders and fusion),
@@ -24,10 +25,11 @@ Protocol (fixed before any result; docs/pretraining.md):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ class StudyPreset:
     lrs: tuple[float, ...] = (1e-3,)
     controls: tuple[str, ...] = ()
     resamples: int = 1000
+    lr_search_seeds: int | None = None  # seeds the LR grid is searched on (validation); None = every seed
 
 
 PRESETS = {
@@ -68,7 +71,8 @@ PRESETS = {
     "quick": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=(), resamples=1000),
     # the quick arms plus the controls that reuse its pretraining (a finished quick study in --out is reused)
     "controls": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora"), resamples=1000),
-    "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3),
+    # the LR grid searched on seed 0's validation per (arm, budget); seeds 1 and 2 replicate the chosen LR
+    "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3), lr_search_seeds=1,
                         controls=("linear_probe", "compute_matched", "shuffled_pairs", "lora", "missing_modality", "unimodal")),
 }
 
@@ -105,30 +109,52 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
         raise ConfigError(f"--preset {preset!r} for the label-efficiency study: expected one of {', '.join(PRESETS)}")
     plan = PRESETS[preset]
     if seeds is not None:
-        plan = StudyPreset(plan.budgets, seeds, plan.lrs, plan.controls, plan.resamples)
+        plan = dataclasses.replace(plan, seeds=seeds)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir, cached_only)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     pretraining = ctx.pretraining("default")
-    runs: list[ArmRun] = []
-    planned = 0
-    for budget in plan.budgets:
-        for seed in range(plan.seeds):
-            for lr in plan.lrs:
-                for arm in ("scratch", "pretrained"):
-                    planned += 1
-                    if arm == "pretrained" and pretraining is None:  # cached-only, the pretraining unfinished
-                        continue
-                    run = ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1)
-                    if run is not None:
-                        runs.append(run)
-    runs = select_lr(runs)
+
+    def finetune(arm: str, budget: int | None, seed: int, lr: float) -> ArmRun | None:
+        if arm == "pretrained" and pretraining is None:  # cached-only, the pretraining unfinished
+            return None
+        return ctx.finetune(arm, budget, seed, lr, init=pretraining.checkpoint if arm == "pretrained" else None, score_val=len(plan.lrs) > 1)
+
+    runs, finished, planned = run_arms(plan, finetune)
     controls = ctx.controls(plan, pretraining, runs)
     from mmapps.workflows.label_efficiency_report import write_study
 
-    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost if pretraining else {}, "runs_planned": planned, "runs_reported": len(runs), "cached_only": cached_only}
+    cost = {"wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0, "pretraining": pretraining.cost if pretraining else {}, "runs_planned": planned, "runs_finished": len(finished), "runs_reported": len(runs),
+            "finetune_wall_s": sum(r.wall_s for r in finished), "finetune_cpu_s": sum(r.cpu_s for r in finished), "cached_only": cached_only}
     return write_study(ctx, plan, preset, pretraining, runs, controls, cost)
+
+
+def run_arms(plan: StudyPreset, finetune: Callable[[str, int | None, int, float], ArmRun | None]) -> tuple[list[ArmRun], list[ArmRun], int]:
+    """Every (budget, seed, arm) of the plan, its LR grid searched on the first ``lr_search_seeds`` seeds.
+
+    Returns the runs kept after the LR choice (`select_lr`), every finished run (the grid's too: the cost) and the number planned;
+    `finetune(arm, budget, seed, lr)` returns a finished run, or None (cached-only, not finished).
+    """
+    runs: list[ArmRun] = []
+    planned = 0
+
+    def run_all(seeds: range, lrs_of: Callable[[str, int | None], Sequence[float]]) -> None:
+        nonlocal planned
+        for budget in plan.budgets:
+            for seed in seeds:
+                for arm in ("scratch", "pretrained"):
+                    for lr in lrs_of(arm, budget):
+                        planned += 1
+                        if (run := finetune(arm, budget, seed, lr)) is not None:
+                            runs.append(run)
+
+    searched = min(plan.lr_search_seeds or plan.seeds, plan.seeds)
+    run_all(range(searched), lambda arm, budget: plan.lrs)
+    if searched < plan.seeds:  # the other seeds replicate each (arm, budget)'s chosen LR
+        chosen = {(r.arm, r.budget): r.lr for r in select_lr(runs)}
+        run_all(range(searched, plan.seeds), lambda arm, budget: [chosen.get((arm, budget), plan.lrs[0])])
+    return select_lr(runs), runs, planned
 
 
 def select_lr(runs: list[ArmRun]) -> list[ArmRun]:

@@ -99,6 +99,7 @@ class StudyContext:
         """The primary metric of a checkpoint on the (full) validation split: the LR choice only."""
         from mmapps.evaluation.records import predict_records
         from mmapps.models.build import build_model, selected_modalities
+        from mmapps.models.frozen_features import attach_frozen_feature_stores
         from mmapps.testing.steps import build_splits
         from mmapps.train import checkpoint as ckpt
         from mmapps.train.runtime import setup_runtime
@@ -110,6 +111,7 @@ class StudyContext:
         splits = build_splits(cfg, self.domain)
         model = build_model(cfg, self.domain)
         ckpt.load_weights(model, state, checkpoint)
+        attach_frozen_feature_stores(model, cfg)
         records = predict_records(model, make_loader(splits.val, cfg, self.domain, selected_modalities(cfg, self.domain), runtime, False, "val"), self.domain, runtime)
         return float(compute_metrics(self.domain, records, cfg).get(primary_key(self.domain), math.nan))
 

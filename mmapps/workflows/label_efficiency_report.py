@@ -40,7 +40,8 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
                              "lr": {"scratch": scratch[0].lr if scratch else None, "pretrained": pre[0].lr if pre else None}, **diff.as_dict()})
     test_n = len(runs[0].records) if runs else 0
     test_groups = len({r.group_id for r in runs[0].records}) if runs else 0
-    partial = cost.get("runs_reported", 0) < cost.get("runs_planned", 0)
+    finished = cost.get("runs_finished", cost.get("runs_reported", 0))  # an older study's cost has no runs_finished
+    partial = finished < cost.get("runs_planned", 0)
     widths = [d.high - d.low for d in verdicts if math.isfinite(d.high - d.low)]
     resolution = (f"At this test size the paired 95 % CIs are {min(widths):.4f}-{max(widths):.4f} wide (half-width {min(widths) / 2:.4f}-{max(widths) / 2:.4f}): "
                   f"a difference of 0.03 is {'resolved' if max(widths) / 2 < 0.03 else 'not resolved at every budget'} (the issue asks for 0.03)." if widths else "")
@@ -48,7 +49,7 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         f"# Label efficiency: {domain.name}",
         "",
         f"Preset `{preset}`: budgets {', '.join(budget_name(b) for b in plan.budgets)} labelled train samples x (scratch, pretrained) x {plan.seeds} seeds, "
-        f"LR grid {list(plan.lrs)}, {ctx.steps} optimiser steps per run (batch size {_batch(runs)}), no validation labels (last weights tested). "
+        f"LR grid {list(plan.lrs)}{_lr_search(plan)}, {ctx.steps} optimiser steps per run (batch size {_batch(runs)}), no validation labels in training (last weights tested). "
         f"Test split: {test_n} samples in {test_groups} groups (the bootstrap resamples groups). Primary metric `{primary}`; difference = mean over seeds of (pretrained - scratch), "
         f"paired 95 % bootstrap CI over test groups ({plan.resamples} resamples). {resolution}",
         "",
@@ -57,7 +58,7 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         "",
         markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI width", "CI"], rows),
         "",
-        *([f"**Partial study**: {cost['runs_reported']} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
+        *([f"**Partial study**: {finished} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
         "**Verdict.** " + verdict_text(StudyPreset(tuple(judged)), verdicts),
         "",
         *([f"The `{preset}` preset is a sanity check of the pipeline (budgets {', '.join(budget_name(b) for b in plan.budgets)}, one LR, no controls); "
@@ -93,11 +94,12 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
                   "without whole-modality masking, unimodal pretraining) run in the `full` preset.", ""]
     control_runs = [r for found in controls.values() for r in found]
     pre_cost = cost.get("pretraining", {}) or {}
-    total_cpu = float(pre_cost.get("cpu_s", 0.0)) + sum(r.cpu_s for r in runs + control_runs)
-    total_wall = float(pre_cost.get("wall_s", 0.0)) + sum(r.wall_s for r in runs + control_runs)
+    arm_wall, arm_cpu = cost.get("finetune_wall_s", sum(r.wall_s for r in runs)), cost.get("finetune_cpu_s", sum(r.cpu_s for r in runs))
+    total_cpu = float(pre_cost.get("cpu_s", 0.0)) + arm_cpu + sum(r.cpu_s for r in control_runs)
+    total_wall = float(pre_cost.get("wall_s", 0.0)) + arm_wall + sum(r.wall_s for r in control_runs)
     lines += ["## Cost", "", markdown_table(["what", "wall (min)", "CPU of this process (min)"], [
         ["pretraining", _min(pre_cost.get("wall_s")), _min(pre_cost.get("cpu_s"))],
-        [f"fine-tuning runs ({len(runs)})", _min(sum(r.wall_s for r in runs)), _min(sum(r.cpu_s for r in runs))],
+        [f"fine-tuning runs ({cost.get('runs_finished', len(runs))}, the LR grid's included)", _min(arm_wall), _min(arm_cpu)],
         *([[f"control runs ({len(control_runs)}; their own pretrainings apart)", _min(sum(r.wall_s for r in control_runs)), _min(sum(r.cpu_s for r in control_runs))]] if control_runs else []),
         ["total: pretraining + runs", _min(total_wall), _min(total_cpu)],
         [("this invocation (re-rendered from cached runs: nothing trained)" if cost.get("cached_only") else "this invocation (a cached pretraining costs nothing here)"), _min(cost["wall_s"]), _min(cost["cpu_s"])],
@@ -215,6 +217,15 @@ def _width(d: PairedDifference) -> str:
 
 def _min(seconds: Any) -> str:
     return f"{float(seconds) / 60:.1f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def _lr_search(plan: StudyPreset) -> str:
+    if len(plan.lrs) < 2:
+        return ""
+    searched = min(plan.lr_search_seeds or plan.seeds, plan.seeds)
+    on = "seed 0" if searched == 1 else f"seeds 0-{searched - 1}" if searched < plan.seeds else "every seed"
+    rest = "; the other seeds run the chosen LR" if searched < plan.seeds else ""
+    return f" (each arm's LR chosen per budget by the primary metric on the full validation split, searched on {on}{rest})"
 
 
 def _batch(runs: list[ArmRun]) -> str:

@@ -55,6 +55,7 @@ def train(cfg: RunConfig, domain: Domain, resume: bool = False, callbacks: Seque
 
 def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, resume: bool, callbacks: Sequence[Any], init: Path | None = None, init_partial: bool = False) -> RunResult:
     from mmapps.models.build import selected_modalities
+    from mmapps.models.frozen_features import attach_frozen_feature_stores
     from mmapps.testing import build_model_checked, preflight
     from mmapps.train.runtime import seed_everything
     from mmapps.train.trainer import Trainer
@@ -82,6 +83,7 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
         loaded = load_init(model, init, domain.name, init_partial)
         if runtime.is_main:
             print(loaded.format(), file=sys.stderr)
+    attach_frozen_feature_stores(model, cfg)  # after the init: the digest is of the weights the run uses
     modalities = selected_modalities(cfg, domain)
     preflight(cfg, domain, model.to(runtime.device), splits, modalities, runtime)  # a broken plugin callable fails in seconds, not after training
     trainer = Trainer(cfg, domain, model, splits.train, splits.val, run_dir, runtime, modalities, callbacks)
@@ -104,6 +106,7 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
 def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, overrides: dict[str, Any] | None = None, drop_modalities: Sequence[str] = ()) -> RunResult:
     """Evaluate a saved checkpoint on the test split of its data (or of ``overrides['data']['root']``)."""
     from mmapps.export.model_source import load_model
+    from mmapps.models.frozen_features import attach_frozen_feature_stores
     from mmapps.models.build import selected_modalities
     from mmapps.train.runtime import setup_runtime
 
@@ -114,6 +117,7 @@ def evaluate(checkpoint: Path, domain: Domain, out_dir: Path | None = None, over
     domain = with_configured_labels(domain, cfg)
     splits = build_datasets_checked(cfg, domain)
     model = load_model(checkpoint, cfg, domain, state, runtime.device)  # a .safetensors checkpoint, or an export on onnxruntime
+    attach_frozen_feature_stores(model, cfg)
     test = WithoutModalities(splits.test, drop_modalities) if drop_modalities else splits.test
     val = WithoutModalities(splits.val, drop_modalities) if drop_modalities else splits.val
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +131,7 @@ def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, sp
     """Write the domain's prediction file for one split of the data at `data_root` (`overrides`: nested config values)."""
     from mmapps.evaluation.records import predict_records
     from mmapps.export.model_source import load_model
+    from mmapps.models.frozen_features import attach_frozen_feature_stores
     from mmapps.models.build import selected_modalities
     from mmapps.train.runtime import setup_runtime
     from mmapps.train.trainer import make_loader
@@ -144,6 +149,7 @@ def predict(checkpoint: Path, domain: Domain, data_root: Path, out_dir: Path, sp
         sizes = ", ".join(f"{name} {len(getattr(splits, name))}" for name in ("train", "val", "test"))
         raise DataError(f"--split {split}: {data_root} holds no {split} sample ({sizes}; {splits.issues.summary()}); choose --split with samples, or check the data against docs/{domain.name}.md")
     model = load_model(checkpoint, cfg, domain, state, runtime.device)
+    attach_frozen_feature_stores(model, cfg)
     loader = make_loader(dataset, cfg, domain, selected_modalities(cfg, domain), runtime, train=False, split=split)
     records = predict_records(model, loader, domain, runtime)
     Path(out_dir).mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Literal
@@ -99,18 +101,44 @@ class TextTransformerEncoder(nn.Module):
         token_mask = mask.to(device) & mb.present.to(device).unsqueeze(1)
         return EncoderOutput(tokens, token_mask, masked_mean(tokens, token_mask))
 
+    def frozen_feature_config(self) -> dict | None:
+        """What the frozen token features depend on (`mmapps.models.frozen_features`); None when the backbone trains."""
+        if not self._cache_size:
+            return None
+        import transformers
+
+        from mmapps.models.frozen_features import weights_digest
+
+        vocab = self.tokenizer.get_vocab()
+        tokenizer = hashlib.sha256(json.dumps(sorted(vocab.items()), separators=(",", ":")).encode()).hexdigest()
+        return {"encoder": "text_transformer", "weights": weights_digest(self.backbone), "tokenizer": tokenizer, "tokenizer_class": type(self.tokenizer).__name__,
+                "lowercase": getattr(self.tokenizer, "do_lower_case", None), "max_length": self.max_length, "transformers": transformers.__version__}
+
     def _cached(self, text: str) -> Tensor:
         """One text's frozen output, encoded alone (no padding), so its value never depends on the
-        batch it first came in: a cache hit per text, and bit-equal outputs after a resume."""
+        batch it first came in: a cache hit per text, and bit-equal outputs after a resume. Beyond
+        memory, an attached disk store (`mmapps.models.frozen_features`) shares it across runs."""
         row = self._cache.get(text)
         if row is None:
-            enc = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
-            enc = {k: v.to(self.proj.weight.device) for k, v in enc.items()}
-            with torch.no_grad():
-                row = self.backbone(**enc).last_hidden_state[0].float().cpu()  # (L, H)
+            from mmapps.models.frozen_features import frozen_feature_store, input_key
+
+            store = frozen_feature_store(self)
+            if store is None:
+                row = self._encode_alone(text)
+            else:
+                kind = self.proj.weight.device.type
+                context = {"device": kind, "autocast": str(torch.get_autocast_dtype(kind)) if torch.is_autocast_enabled(kind) else None}
+                entry = store.get_or_compute([], lambda: ({"hidden": self._encode_alone(text).numpy()}, {}), extra=input_key(text, **context))
+                row = torch.from_numpy(entry.arrays["hidden"])
             self._cache[text] = row
         self._cache.move_to_end(text)
         return row
+
+    def _encode_alone(self, text: str) -> Tensor:
+        enc = self.tokenizer([text], truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = {k: v.to(self.proj.weight.device) for k, v in enc.items()}
+        with torch.no_grad():
+            return self.backbone(**enc).last_hidden_state[0].float().cpu()  # (L, H)
 
     def _encode(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         if self._cache_size:
