@@ -101,6 +101,15 @@ def test_smoke_study_end_to_end(shapes_domain, tmp_path):
     assert json.loads((tmp_path / "runs" / "pretrained-shuffled-pairs-b8-s0-lr0.001" / "study_run.json").read_text())["info"]["init"] == str(tmp_path / "pretrain-shuffled-pairs" / "checkpoints" / "pretrained.safetensors")
     again = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"], cached_only=True)
     rerendered = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
+    removable = shapes_domain.removable_modalities
+    assert removable and {f"without_{m}" for m in removable} <= set(payload["controls"]) and "## Control: missing modality" in text
+    for m in removable:  # the full-budget arms, each tested with m absent from every test sample
+        tested = {(c["arm"], c["reference"]) for c in payload["controls"][f"without_{m}"]}
+        assert tested == {("scratch", "pretrained"), ("pretrained-no-whole-masking", "pretrained")}
+        main = json.loads((tmp_path / "runs" / "pretrained-ball-s0-lr0.001" / "study_run.json").read_text())
+        saved = json.loads((tmp_path / "runs" / "pretrained-ball-s0-lr0.001" / f"test-without-{m}" / "study_run.json").read_text())
+        assert saved["info"]["removed at test"] == m
+        assert sorted(r["sample_id"] for r in saved["records"]) == sorted(r["sample_id"] for r in main["records"])  # the same test samples
     assert again == md and rerendered["rows"] == payload["rows"] and rerendered["controls"] == payload["controls"] and rerendered["cost"]["cached_only"]
 
 

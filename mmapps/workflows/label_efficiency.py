@@ -67,7 +67,7 @@ class StudyPreset:
 
 PRESETS = {
     # the pipeline end to end in seconds (tests): meaningless figures
-    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora", "shuffled_pairs"), resamples=20),
+    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora", "shuffled_pairs", "missing_modality"), resamples=20),
     "quick": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=(), resamples=1000),
     # the quick arms plus the controls that reuse its pretraining (a finished quick study in --out is reused)
     "controls": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora"), resamples=1000),

@@ -97,6 +97,11 @@ class StudyContext:
 
     def val_metric(self, checkpoint: Path) -> float:
         """The primary metric of a checkpoint on the (full) validation split: the LR choice only."""
+        return self.score(checkpoint, "val")[0]
+
+    def score(self, checkpoint: Path, split: str, removed: Sequence[str] = ()) -> tuple[float, list[Any]]:
+        """The primary metric and records of a checkpoint on one split (every label), `removed` modalities absent from every sample."""
+        from mmapps.data.views import WithoutModalities
         from mmapps.evaluation.records import predict_records
         from mmapps.models.build import build_model, selected_modalities
         from mmapps.models.frozen_features import attach_frozen_feature_stores
@@ -108,12 +113,29 @@ class StudyContext:
 
         cfg, state = _config_from_checkpoint(checkpoint, {"data": {"label_budget": None, "label_budget_val": None}, "eval": {"bootstrap_resamples": 0}}, self.domain.name)
         runtime = setup_runtime(cfg.train)
-        splits = build_splits(cfg, self.domain)
+        dataset = getattr(build_splits(cfg, self.domain), split)
         model = build_model(cfg, self.domain)
         ckpt.load_weights(model, state, checkpoint)
         attach_frozen_feature_stores(model, cfg)
-        records = predict_records(model, make_loader(splits.val, cfg, self.domain, selected_modalities(cfg, self.domain), runtime, False, "val"), self.domain, runtime)
-        return float(compute_metrics(self.domain, records, cfg).get(primary_key(self.domain), math.nan))
+        loader = make_loader(WithoutModalities(dataset, removed) if removed else dataset, cfg, self.domain, selected_modalities(cfg, self.domain), runtime, False, split)
+        records = predict_records(model, loader, self.domain, runtime)
+        return float(compute_metrics(self.domain, records, cfg).get(primary_key(self.domain), math.nan)), records.get(self.domain.primary_task.name, [])
+
+    def without(self, run: ArmRun | None, modality: str) -> ArmRun | None:
+        """`run`'s weights tested with `modality` absent from every test sample (reused when scored; None when cached-only)."""
+        if run is None:
+            return None
+        folder = run.run_dir / f"test-without-{modality}"
+        saved = read_run(folder)
+        if saved is not None or self.cached_only:
+            return saved
+        wall, cpu = time.perf_counter(), time.process_time()
+        metric, records = self.score(run.run_dir / "checkpoints" / "best.safetensors", "test", (modality,))
+        folder.mkdir(parents=True, exist_ok=True)
+        scored = ArmRun(run.arm, run.budget, run.seed, run.lr, metric, folder, records, wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu,
+                        info={**run.info, "removed at test": modality})
+        write_run(scored)
+        return scored
 
     def parts(self, trainable_only: bool = False) -> list[str]:
         """The model's part names (modalities, fusion); with `trainable_only`, those with trainable weights as built."""
@@ -149,8 +171,12 @@ class StudyContext:
                 out["shuffled_pairs"] = [self.finetune("pretrained-shuffled-pairs", b, s, lr_of("pretrained", b), init=shuffled.checkpoint) for b in (small, full) for s in seeds]
         if "missing_modality" in plan.controls:
             without = self.pretraining("no-whole-modality", "pretrain.whole_modality=0.0")
-            if without is not None:
-                out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
+            if without is not None:  # the same arms with every test sample missing one modality: robustness with vs without whole-modality masking
+                unmasked = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
+                out["no_whole_modality"] = unmasked
+                tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in unmasked if r is not None]
+                for m in self.domain.removable_modalities:
+                    out[f"without_{m}"] = [self.without(r, m) for r in tested]
         if "unimodal" in plan.controls:
             out["unimodal"] = []
             for m in self.domain.modality_names:

@@ -87,7 +87,7 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
     payload_controls = {}
     for name, control_runs in controls.items():
         table, data = control_table(name, control_runs, runs, metric, plan, primary)
-        lines += [f"## Control: {name.replace('_', ' ')}", "", table, ""]
+        lines += [f"## Control: {control_title(name)}", "", table, ""]
         payload_controls[name] = data
     if not controls:
         lines += ["Controls (linear probe, compute-matched scratch, pairs shuffled across samples, LoRA vs full, missing-modality robustness with vs "
@@ -131,6 +131,13 @@ def verdict_text(plan: StudyPreset, diffs: list[PairedDifference]) -> str:
         return f"pretraining pays off: the CI is above 0 at budget(s) {names} and not below 0 with all labels."
     parts = [f"budget {budget_name(b)}: {d.format()}" for b, d in zip(plan.budgets, diffs)]
     return f"pretraining does not pass the rule (CI lower bound > 0 at the lowest budgets, not below 0 at all): {'; '.join(parts)}."
+
+
+def control_title(name: str) -> str:
+    """The section title of a control (``without_<m>``: the full-budget arms tested with modality m absent)."""
+    if name.startswith("without_"):
+        return f"missing modality, {name[len('without_'):]} absent from every test sample (full budget; with vs without whole-modality masking)"
+    return name.replace("_", " ")
 
 
 def control_table(name: str, control_runs: list[ArmRun], main: list[ArmRun], metric: Any, plan: StudyPreset, primary: str) -> tuple[str, Any]:
