@@ -48,6 +48,7 @@ class CacheConfig(_Strict):
     dir: Path | None = Field(None, description="cache folder; default $MMAPPS_CACHE_DIR, else ~/.cache/mmapps/samples (XDG_CACHE_HOME honoured)")
     key: Literal["stat", "content"] = Field("stat", description="stat: (path, size, mtime) per source file; content: SHA-256 of the bytes (survives copies and touches)")
     max_size_gb: float = Field(10.0, gt=0, description="size cap of the whole cache folder; least recently used entries are evicted beyond it")
+    frozen_features: bool = Field(True, description="also keep frozen encoders' outputs (a frozen text encoder's token features) on disk, shared by later runs (mmapps.models.frozen_features)")
 
 
 class EncoderConfig(_Strict):

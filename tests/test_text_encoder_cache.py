@@ -83,5 +83,8 @@ def test_frozen_features_on_disk_are_shared_across_encoders_exact_and_keyed_by_w
     trained = TextTransformerEncoder(dim=8, max_length=32, finetune="full")
     assert attach_frozen_feature_stores(trained, cfg) == 0 and frozen_feature_store(trained) is None
 
+    off = SimpleNamespace(cache=CacheConfig(dir=tmp_path / "cache", frozen_features=False))
+    assert attach_frozen_feature_stores(TextTransformerEncoder(dim=8, max_length=32), off) == 0
+
     disk = b"".join(p.read_bytes() for p in (tmp_path / "cache").rglob("*") if p.is_file())
     assert b"sentinel-note-9931" not in disk and b"pleural" not in disk

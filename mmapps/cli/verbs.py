@@ -125,7 +125,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
     @app.command("benchmark")
     @user_errors
     def benchmark(
-        preset: str = typer.Option("quick", help="quick (minutes on a CPU) or full (the default recipe)"),
+        preset: str = typer.Option("quick", help="quick (minutes on a CPU) or full (the default recipe); with --study label-efficiency also smoke or controls (docs/pretraining.md)"),
         seeds: int = typer.Option(3, min=1, help="seeds per configuration"),
         out: Path = typer.Option(Path(f"runs/{name}-benchmark"), "--out", help="output folder"),
         set_: List[str] = typer.Option([], "--set", help="override a field in every run (repeatable)"),

@@ -12,7 +12,7 @@ attach the store through `attach_frozen_feature_stores`:
 - it then reads through ``frozen_feature_store(self)`` (a `mmapps.data.cache.SampleCache`, or None).
 
 Entries live in the one preprocessed-sample cache (``cache.*`` settings, namespace
-``frozen-features``): arrays in safetensors, HMAC-signed, size-capped, nothing unpickled; entry
+``frozen-features``; ``cache.frozen_features=false`` keeps them in memory only): arrays in safetensors, HMAC-signed, size-capped, nothing unpickled; entry
 names are keyed HMACs of a SHA-256 of the input, so no text appears on disk. Served requests are
 never stored (the service does not attach a store).
 """
@@ -36,7 +36,8 @@ def attach_frozen_feature_stores(model: nn.Module, cfg: Any) -> int:
     """Give every opted-in submodule of `model` its store (none with ``cache.enabled=false``); returns how many."""
     from mmapps.data.cache import open_cache
 
-    if not isinstance(model, nn.Module):  # an export on onnxruntime
+    settings = getattr(cfg, "cache", None)
+    if not isinstance(model, nn.Module) or (settings is not None and not getattr(settings, "frozen_features", True)):  # an export on onnxruntime, or switched off
         return 0
     attached = 0
     for module in model.modules():
