@@ -158,15 +158,16 @@ def watch_alerts(clip_path: Path, checkpoint: Path, chat: Path, tmp_path: Path) 
     return alerts, scores
 
 
-def stream(client: TestClient, segments: list[bytes], messages: list[tuple], header: dict, init: bytes | None = None) -> list[dict]:
+def stream(client: TestClient, segments: list[bytes], messages: list[tuple], header: dict, init: bytes | None = None,
+           url: str = "/v1/surveillance/live?scores=1", when=lambda t: t) -> list[dict]:
     received = []
-    with client.websocket_connect("/v1/surveillance/live?scores=1", headers=header) as ws:
+    with client.websocket_connect(url, headers=header) as ws:
         if init is not None:
             ws.send_bytes(init)
         for k, seg in enumerate(segments):  # each segment's chat lines go first
             for t, user, text in messages:
                 if k * WINDOW_S <= t < (k + 1) * WINDOW_S or (k == len(segments) - 1 and t >= (k + 1) * WINDOW_S):
-                    ws.send_text(json.dumps({"type": "chat", "t": round(t, 2), "user": user, "text": text}))
+                    ws.send_text(json.dumps({"type": "chat", "t": when(round(t, 2)), "user": user, "text": text}))
             ws.send_bytes(seg)
         ws.send_text(json.dumps({"type": "end"}))
         while True:
@@ -200,6 +201,29 @@ def test_live_alerts_equal_watch(service, clip, checkpoint, tmp_path, container)
     events = service.state.audit.events
     assert events[-1]["event"] == "live_stream" and events[-1]["status"] == 1000
     assert CHAT_SENTINEL not in json.dumps(events) and "SENTINEL" not in service.state.metrics.render()[0].decode()
+
+
+@pytest.mark.slow
+def test_live_chat_with_iso_times_and_the_stream_start_time_scores_as_stream_seconds(service, clip, tmp_path):
+    """A VMS export gives chat times as wall-clock ISO-8601: with ``?start_time=`` they land in the same windows."""
+    from datetime import datetime, timedelta
+
+    segments = ts_segments(clip.root / "clip.ts", tmp_path)
+    header = {"Authorization": f"Bearer {PREDICT}"}
+    start = datetime(2026, 5, 1, 13, 0, 0)
+    with TestClient(service.app) as client:
+        seconds = stream(client, segments, clip.messages, header)
+        iso = stream(client, segments, clip.messages, header, url=f"/v1/surveillance/live?scores=1&start_time={start.isoformat()}",
+                     when=lambda t: (start + timedelta(seconds=t)).isoformat())
+        without_start = stream(client, segments[:1], clip.messages[:1], header, when=lambda t: (start + timedelta(seconds=t)).isoformat())
+        with pytest.raises(WebSocketDisconnect) as err, client.websocket_connect("/v1/surveillance/live?start_time=yesterday", headers=header) as ws:
+            refused = ws.receive_json()
+            ws.receive_json()
+    assert err.value.code == 1007 and refused["type"] == "error" and "start_time" in refused["message"] and "ISO-8601" in refused["message"]
+    assert [m for m in iso if m["type"] == "error"] == [] and seconds[-1] == iso[-1]
+    scores = lambda received: [m["scores"] for m in received if m["type"] == "window"]  # noqa: E731
+    assert scores(iso) == scores(seconds) and len(scores(iso)) > 1
+    assert any(m["type"] == "error" and "start_time" in m["message"] for m in without_start)  # an ISO time without the start: told, not guessed
 
 
 def test_live_key_in_header_only(service):

@@ -9,10 +9,14 @@ Client -> server:
   media segments), cut on window boundaries as a segmenter writes them (``ffmpeg -f segment``,
   ``-f hls -hls_segment_type fmp4``); any cut works, since the segments are read as one stream;
 - text frames, JSON: ``{"type": "chat", "t": 12.3, "user": "...", "text": "..."}`` (``t`` in
-  stream seconds; a window is scored with the chat lines received before the media that closes
-  it, so send a segment's chat lines before the segment); ``{"type": "end"}`` after the last segment.
+  stream seconds, or an ISO-8601 time when the URL gives the stream's ``?start_time=``, as video
+  management systems export chat; a window is scored with the chat lines received before the media
+  that closes it, so send a segment's chat lines before the segment); ``{"type": "end"}`` after the
+  last segment.
 
-Server -> client (URL options: ``?scores=1`` per-window scores, ``?chat=0`` a stream without chat): ``{"type": "alert", "start", "end", "class", "score"}`` as each alert closes
+Server -> client (URL options: ``?scores=1`` per-window scores, ``?chat=0`` a stream without chat,
+``?start_time=2026-05-01T13:00:00`` the wall-clock time of the stream's first frame; a bad one is an
+error frame and close 1007): ``{"type": "alert", "start", "end", "class", "score"}`` as each alert closes
 (the `watch` rule), ``{"type": "window", "index", "start", "scores"}`` per window when the URL
 asks ``?scores=1``, ``{"type": "error", "message"}`` for a bad chat line, and at the end
 ``{"type": "end", "windows", "alerts", "late_chat"}`` before a normal close (1000).
@@ -102,6 +106,12 @@ def router(state: Any) -> APIRouter:
             await _close(ws, OVERLOADED, f"all {settings.max_streams} live streams are busy; retry later")
             return
         await ws.accept()
+        try:
+            start_time = _start_time(ws.query_params.get("start_time"))
+        except ValueError as err:
+            await ws.send_json({"type": "error", "message": str(err)})
+            await _close(ws, INVALID_DATA, str(err)[:120])
+            return
         active["streams"] += 1
         code = 1000
         version = state.versions.get()
@@ -109,7 +119,7 @@ def router(state: Any) -> APIRouter:
         try:
             with state.metrics.in_flight(endpoint):
                 code = await _serve_stream(ws, state, version, settings, pool, ws.query_params.get("scores") in ("1", "true"),
-                                           ws.query_params.get("chat") not in ("0", "false"))
+                                           ws.query_params.get("chat") not in ("0", "false"), start_time)
         finally:
             active["streams"] -= 1
             seconds = time.perf_counter() - started
@@ -119,14 +129,27 @@ def router(state: Any) -> APIRouter:
     return r
 
 
+def _start_time(value: str | None) -> Any:
+    """The ``?start_time=`` URL option as a datetime (None when absent)."""
+    from datetime import datetime
+
+    if value is None or not value.strip():
+        return None
+    try:
+        return datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"URL option start_time: found {value[:40]!r}; expected an ISO-8601 time such as 2026-05-01T13:00:00 "
+                         "(the wall-clock time of the stream's first frame, for chat lines with ISO times)") from None
+
+
 async def _serve_stream(ws: WebSocket, state: Any, version: Any, settings: LiveSettings, pool: ThreadPoolExecutor,
-                        send_scores: bool, chat: bool) -> int:
+                        send_scores: bool, chat: bool, start_time: Any = None) -> int:
     """Run one stream to its end; returns the close code."""
     from mmapps_domains.surveillance.live_stream import LiveDecoder, LiveScorer, SegmentFeed
 
     loop = asyncio.get_running_loop()
     feed = SegmentFeed(settings.queue_segments)
-    scorer = await loop.run_in_executor(pool, LiveScorer, version.runner, state.metrics, chat)
+    scorer = await loop.run_in_executor(pool, LiveScorer, version.runner, state.metrics, chat, start_time)
     decoder = LiveDecoder(feed, scorer.spec, with_audio="audio" in scorer.modalities)
     outbox: asyncio.Queue = asyncio.Queue()
 

@@ -104,7 +104,7 @@ class LiveDecoder:
 class LiveScorer:
     """Window inputs, streaming scores, alerts and drift observations of one stream (a ``watch`` run)."""
 
-    def __init__(self, runner: Any, metrics: Any, chat: bool = True) -> None:
+    def __init__(self, runner: Any, metrics: Any, chat: bool = True, start_time: Any = None) -> None:
         from mmapps_domains.surveillance.options import data_options
         from mmapps_domains.surveillance.streaming import StreamingScorer
         from mmapps_domains.surveillance.watch import AlertTracker, default_threshold
@@ -124,6 +124,7 @@ class LiveScorer:
         threshold = default_threshold(Path(runner.source), self.opts.alert_threshold)
         self.tracker = AlertTracker(self.opts.classes, self.opts.window_s, threshold)
         self.use_chat = chat and "chat" in self.modalities
+        self.start_time = start_time  # the stream's wall-clock start: chat lines may then give ISO-8601 times
         self._chat: dict[int, list[str]] = {}
         self._lock = threading.Lock()
         self.n_windows = self.n_alerts = self.late_chat = 0
@@ -137,7 +138,7 @@ class LiveScorer:
         from mmapps_domains.surveillance.chat import _message
 
         try:
-            message = _message(record, None, None)
+            message = _message(record, self.start_time, None)
         except ValueError as err:
             return {"type": "error", "message": f"chat line dropped: {err}"}
         window = int(message.t // self.spec.window_s)
