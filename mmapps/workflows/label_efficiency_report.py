@@ -33,7 +33,8 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
             continue
         diff = paired_difference(metric, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
         n = scratch[0].info.get("train samples", "?") if scratch else "?"
-        rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _width(diff), _sign(diff)])
+        rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _width(diff), _sign(diff),
+                     *([f"{scratch[0].lr:g} / {pre[0].lr:g}"] if len(plan.lrs) > 1 else [])])
         verdicts.append(diff)
         judged.append(budget)
         payload_rows.append({"budget": budget_name(budget), "labelled": n, "scratch": [r.metric for r in scratch], "pretrained": [r.metric for r in pre],
@@ -56,7 +57,8 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         (f"Pretraining: `{pretraining.run_dir}` ({pretraining.steps} optimiser steps; held-out losses: {_losses(pretraining.metrics)})." if pretraining is not None
          else "Pretraining: not finished (no pretrained arm)."),
         "",
-        markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI width", "CI"], rows),
+        markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI width", "CI",
+                        *(["LR chosen (scratch / pretrained)"] if len(plan.lrs) > 1 else [])], rows),
         "",
         *([f"**Partial study**: {finished} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
         "**Verdict.** " + verdict_text(StudyPreset(tuple(judged)), verdicts),
