@@ -122,7 +122,8 @@ def test_the_lr_grid_is_searched_on_the_first_seeds_and_the_others_replicate_the
 
     def finetune(arm, budget, seed, lr):
         calls.append((arm, budget, seed, lr))
-        return ArmRun(arm, budget, seed, lr, 0.5, None, val_metric=1.0 if lr == best[arm] else 0.5)
+        # the replicating seeds score the chosen LR low on validation: they must not turn the choice over
+        return ArmRun(arm, budget, seed, lr, 0.5, None, val_metric=(1.0 if seed == 0 else 0.0) if lr == best[arm] else 0.5)
 
     plan = StudyPreset(budgets=(25, None), seeds=3, lrs=(3e-4, 1e-3, 3e-3), lr_search_seeds=1)
     kept, finished, planned = run_arms(plan, finetune)

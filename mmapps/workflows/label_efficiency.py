@@ -152,13 +152,14 @@ def run_arms(plan: StudyPreset, finetune: Callable[[str, int | None, int, float]
     searched = min(plan.lr_search_seeds or plan.seeds, plan.seeds)
     run_all(range(searched), lambda arm, budget: plan.lrs)
     if searched < plan.seeds:  # the other seeds replicate each (arm, budget)'s chosen LR
-        chosen = {(r.arm, r.budget): r.lr for r in select_lr(runs)}
+        chosen = {(r.arm, r.budget): r.lr for r in select_lr(runs, searched)}
         run_all(range(searched, plan.seeds), lambda arm, budget: [chosen.get((arm, budget), plan.lrs[0])])
-    return select_lr(runs), runs, planned
+    return select_lr(runs, searched), runs, planned
 
 
-def select_lr(runs: list[ArmRun]) -> list[ArmRun]:
-    """Per (arm, budget), keep the LR with the best mean validation metric over seeds (all runs with a single LR)."""
+def select_lr(runs: list[ArmRun], search_seeds: int | None = None) -> list[ArmRun]:
+    """Per (arm, budget), keep every run of the LR with the best mean validation metric over the seeds
+    below `search_seeds` (all seeds when None): the replicating seeds never change the choice."""
     by_key: dict[tuple[str, int | None], dict[float, list[ArmRun]]] = {}
     for run in runs:
         by_key.setdefault((run.arm, run.budget), {}).setdefault(run.lr, []).append(run)
@@ -167,7 +168,7 @@ def select_lr(runs: list[ArmRun]) -> list[ArmRun]:
         if len(per_lr) == 1:
             kept += next(iter(per_lr.values()))
             continue
-        best = max(per_lr, key=lambda lr: _mean([r.val_metric for r in per_lr[lr]]))
+        best = max(per_lr, key=lambda lr: _mean([r.val_metric for r in per_lr[lr] if search_seeds is None or r.seed < search_seeds]))
         kept += per_lr[best]
     return kept
 
