@@ -137,6 +137,13 @@ class StudyContext:
         write_run(scored)
         return scored
 
+    def used_modalities(self) -> list[str]:
+        """The modalities the study's model reads (a domain may declare more, e.g. optional pre-extracted features)."""
+        from mmapps.models.build import selected_modalities
+        from mmapps.workflows.resolve import resolve_config
+
+        return selected_modalities(resolve_config(self.domain, self.recipe, overrides=self.base()), self.domain)
+
     def parts(self, trainable_only: bool = False) -> list[str]:
         """The model's part names (modalities, fusion); with `trainable_only`, those with trainable weights as built."""
         from mmapps.finetune import find_parts
@@ -175,8 +182,9 @@ class StudyContext:
                 unmasked = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
                 out["no_whole_modality"] = unmasked
                 tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in unmasked if r is not None]
-                for m in self.domain.removable_modalities:
-                    out[f"without_{m}"] = [self.without(r, m) for r in tested]
+                for m in self.used_modalities():
+                    if m in self.domain.removable_modalities:
+                        out[f"without_{m}"] = [self.without(r, m) for r in tested]
         if "unimodal" in plan.controls:
             out["unimodal"] = []
             for m in self.domain.modality_names:
