@@ -97,10 +97,11 @@ class StudyContext:
 
     def val_metric(self, checkpoint: Path) -> float:
         """The primary metric of a checkpoint on the (full) validation split: the LR choice only."""
-        return self.score(checkpoint, "val")[0]
+        return self.score(checkpoint, "val")[0][0]
 
-    def score(self, checkpoint: Path, split: str, removed: Sequence[str] = ()) -> tuple[float, list[Any]]:
-        """The primary metric and records of a checkpoint on one split (every label), `removed` modalities absent from every sample."""
+    def score(self, checkpoint: Path, split: str, removed: Sequence[str | None] = (None,)) -> list[tuple[float, list[Any]]]:
+        """Per entry of `removed` (a modality absent from every sample, or None), the primary metric and records of a
+        checkpoint on one split (every label); the model and the split are loaded once."""
         from mmapps.data.views import WithoutModalities
         from mmapps.evaluation.records import predict_records
         from mmapps.models.build import build_model, selected_modalities
@@ -117,25 +118,30 @@ class StudyContext:
         model = build_model(cfg, self.domain)
         ckpt.load_weights(model, state, checkpoint)
         attach_frozen_feature_stores(model, cfg)
-        loader = make_loader(WithoutModalities(dataset, removed) if removed else dataset, cfg, self.domain, selected_modalities(cfg, self.domain), runtime, False, split)
-        records = predict_records(model, loader, self.domain, runtime)
-        return float(compute_metrics(self.domain, records, cfg).get(primary_key(self.domain), math.nan)), records.get(self.domain.primary_task.name, [])
-
-    def without(self, run: ArmRun | None, modality: str) -> ArmRun | None:
-        """`run`'s weights tested with `modality` absent from every test sample (reused when scored; None when cached-only)."""
-        if run is None:
-            return None
-        folder = run.run_dir / f"test-without-{modality}"
-        saved = read_run(folder)
-        if saved is not None or self.cached_only:
-            return saved
-        wall, cpu = time.perf_counter(), time.process_time()
-        metric, records = self.score(run.run_dir / "checkpoints" / "best.safetensors", "test", (modality,))
-        folder.mkdir(parents=True, exist_ok=True)
-        scored = ArmRun(run.arm, run.budget, run.seed, run.lr, metric, folder, records, wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu,
-                        info={**run.info, "removed at test": modality})
-        write_run(scored)
+        scored = []
+        for modality in removed:
+            view = WithoutModalities(dataset, (modality,)) if modality is not None else dataset
+            records = predict_records(model, make_loader(view, cfg, self.domain, selected_modalities(cfg, self.domain), runtime, False, split), self.domain, runtime)
+            scored.append((float(compute_metrics(self.domain, records, cfg).get(primary_key(self.domain), math.nan)), records.get(self.domain.primary_task.name, [])))
         return scored
+
+    def without(self, run: ArmRun | None, modalities: Sequence[str]) -> dict[str, ArmRun]:
+        """`run`'s weights tested with each of `modalities` absent from every test sample (reused when scored; none missing when cached-only)."""
+        if run is None:
+            return {}
+        folders = {m: run.run_dir / f"test-without-{m}" for m in modalities}
+        found = {m: saved for m, folder in folders.items() if (saved := read_run(folder)) is not None}
+        todo = [m for m in modalities if m not in found]
+        if not todo or self.cached_only:
+            return found
+        wall, cpu = time.perf_counter(), time.process_time()
+        results = self.score(run.run_dir / "checkpoints" / "best.safetensors", "test", todo)
+        share_wall, share_cpu = (time.perf_counter() - wall) / len(todo), (time.process_time() - cpu) / len(todo)
+        for m, (metric, records) in zip(todo, results):
+            folders[m].mkdir(parents=True, exist_ok=True)
+            found[m] = ArmRun(run.arm, run.budget, run.seed, run.lr, metric, folders[m], records, wall_s=share_wall, cpu_s=share_cpu, info={**run.info, "removed at test": m})
+            write_run(found[m])
+        return found
 
     def used_modalities(self) -> list[str]:
         """The modalities the study's model reads (a domain may declare more, e.g. optional pre-extracted features)."""
@@ -182,9 +188,10 @@ class StudyContext:
                 unmasked = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
                 out["no_whole_modality"] = unmasked
                 tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in unmasked if r is not None]
-                for m in self.used_modalities():
-                    if m in self.domain.removable_modalities:
-                        out[f"without_{m}"] = [self.without(r, m) for r in tested]
+                removable = [m for m in self.used_modalities() if m in self.domain.removable_modalities]
+                scored = [self.without(r, removable) for r in tested]
+                for m in removable:
+                    out[f"without_{m}"] = [found.get(m) for found in scored]
         if "unimodal" in plan.controls:
             out["unimodal"] = []
             for m in self.domain.modality_names:
