@@ -194,7 +194,7 @@ class StudyContext:
                     out[f"without_{m}"] = [found.get(m) for found in scored]
         if "unimodal" in plan.controls:
             out["unimodal"] = []
-            for m in self.domain.modality_names:
+            for m in self.used_modalities():  # not a declared modality the model never reads (surveillance's features)
                 single = self.pretraining(f"only-{m}", f"model.modalities=[{m}]")
                 if single is not None:
                     out["unimodal"] += [self.finetune(f"pretrained-only-{m}", small, s, lr_of("pretrained", small), init=single.checkpoint, partial=True) for s in seeds]
