@@ -111,6 +111,19 @@ def test_smoke_study_end_to_end(shapes_domain, tmp_path):
         assert saved["info"]["removed at test"] == m
         assert sorted(r["sample_id"] for r in saved["records"]) == sorted(r["sample_id"] for r in main["records"])  # the same test samples
     assert again == md and rerendered["rows"] == payload["rows"] and rerendered["controls"] == payload["controls"] and rerendered["cost"]["cached_only"]
+    run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"], cached_only=True,
+                         controls=["shuffled_pairs"])
+    only = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
+    assert set(only["controls"]) == {"shuffled_pairs"} and only["controls"]["shuffled_pairs"] == payload["controls"]["shuffled_pairs"]
+
+
+def test_an_unknown_control_is_refused_before_anything_runs(shapes_domain, tmp_path):
+    from mmapps.errors import ConfigError
+    from mmapps.workflows.label_efficiency import CONTROLS, run_label_efficiency
+
+    with pytest.raises(ConfigError, match="'linear-probe'.*expected one of linear_probe"):
+        run_label_efficiency(shapes_domain, "quick", tmp_path / "study", controls=["linear-probe"])
+    assert not (tmp_path / "study").exists() and "unimodal" in CONTROLS
 
 
 def test_the_lr_grid_is_searched_on_the_first_seeds_and_the_others_replicate_the_choice():

@@ -132,18 +132,22 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         fusion: List[str] = typer.Option([], "--fusion", help="only these fusions (repeatable)"),
         study: Optional[str] = typer.Option(None, "--study", help="label-efficiency: pretrained vs scratch over label budgets (docs/pretraining.md)"),
         cached_only: bool = typer.Option(False, "--cached-only", help="--study: train nothing; report the runs already finished in --out"),
+        control: List[str] = typer.Option([], "--control", help="--study: run these controls instead of the preset's (repeatable; linear_probe, compute_matched, "
+                                          "shuffled_pairs, lora, missing_modality, unimodal)"),
     ) -> None:
         """Every fusion and single-modality baseline over K seeds, plus missing-modality robustness; or a --study."""
         from mmapps.workflows.benchmark import run_benchmark
 
         if study is None and preset not in ("quick", "full"):
             fail(f"--preset {preset!r}: expected quick or full")
+        if study is None and control:
+            fail("--control selects the label-efficiency study's controls: add --study label-efficiency")
         if study is not None:
             if study != "label-efficiency":
                 fail(f"--study {study!r}: expected label-efficiency")
             from mmapps.workflows.label_efficiency import run_label_efficiency
 
-            path = run_label_efficiency(get_domain(name), preset, out, set_, seeds, cached_only=cached_only)
+            path = run_label_efficiency(get_domain(name), preset, out, set_, seeds, cached_only=cached_only, controls=control or None)
             typer.echo(path.read_text())
             typer.echo(f"study report: {path}")
             return

@@ -75,6 +75,7 @@ PRESETS = {
     "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3), lr_search_seeds=1,
                         controls=("linear_probe", "compute_matched", "shuffled_pairs", "lora", "missing_modality", "unimodal")),
 }
+CONTROLS = PRESETS["full"].controls
 
 
 @dataclass
@@ -95,8 +96,10 @@ class ArmRun:
 
 
 def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = Path("runs/label-efficiency"), overrides: Sequence[str] = (), seeds: int | None = None,
-                         cached_only: bool = False) -> Path:
+                         cached_only: bool = False, controls: Sequence[str] | None = None) -> Path:
     """Run the study; write ``label_efficiency_<domain>.{json,md}`` in `out_dir` and return the Markdown path.
+
+    `controls`, when given, replaces the preset's controls (names of ``CONTROLS``).
 
     With `cached_only`, nothing is trained: the report covers the runs already finished in `out_dir`
     (an interrupted study, or a re-rendering of a finished one, controls included), and says how
@@ -110,6 +113,11 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
     plan = PRESETS[preset]
     if seeds is not None:
         plan = dataclasses.replace(plan, seeds=seeds)
+    if controls is not None:
+        unknown = [c for c in controls if c not in CONTROLS]
+        if unknown:
+            raise ConfigError(f"--control {', '.join(map(repr, unknown))} for the label-efficiency study: expected one of {', '.join(CONTROLS)}")
+        plan = dataclasses.replace(plan, controls=tuple(controls))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir, cached_only)
