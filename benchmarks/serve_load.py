@@ -16,7 +16,9 @@ At each concurrency (1, 8, 32) the two are **alternated** (HTTP, in-process, in-
 for ``--repeats`` windows: ``c`` closed-loop workers, the first ``c`` answers discarded (the
 pipeline fills), the answers of the next ``--window-s`` seconds counted. Throughput: median and p95
 over the windows; latency p50/p95/p99 over every counted answer. **HTTP overhead p50** = HTTP p50
-- in-process p50 at concurrency 1. The generator's own CPU (getrusage) is reported for the HTTP
+- in-process p50 at concurrency 1, and, paired per request, each HTTP answer's latency minus the server's own
+decode -> model time for it (the ``Server-Timing: pipeline`` header): the HTTP p50/p95 overhead, free of the
+model's jitter (``--only overhead`` measures just that, at concurrency 1). The generator's own CPU (getrusage) is reported for the HTTP
 windows, the server's (psutil, decoder children included) beside it.
 
 Then, on the batching server: **above capacity** (an open-loop burst at 6x the measured capacity for 10 s:
@@ -145,14 +147,16 @@ class InProcess:
 
 async def window(send: Any, payloads: list[dict], concurrency: int, seconds: float) -> dict[str, Any]:
     """``concurrency`` closed-loop workers; the first ``concurrency`` answers fill the pipeline, the next ``seconds`` are counted."""
-    done, latencies, statuses, state = [0], [], {}, {"start": None, "end": None}
+    done, latencies, overheads, statuses, state = [0], [], [], {}, {"start": None, "end": None}
 
     async def worker(i: int) -> None:
         k = i
         while state["end"] is None or time.perf_counter() < state["end"]:
             t0 = time.perf_counter()
+            pipeline = None
             try:
-                code = str(await send(payloads[k % len(payloads)]))
+                answer = await send(payloads[k % len(payloads)])
+                code, pipeline = (str(answer[0]), answer[1]) if isinstance(answer, tuple) else (str(answer), None)
             except Exception as err:  # noqa: BLE001  # a client-side failure is a result, not a crash
                 code = type(err).__name__
             t1 = time.perf_counter()
@@ -164,14 +168,20 @@ async def window(send: Any, payloads: list[dict], concurrency: int, seconds: flo
                 statuses[code] = statuses.get(code, 0) + 1
                 if code == "200":
                     latencies.append(t1 - t0)
+                    if pipeline is not None:
+                        overheads.append(t1 - t0 - pipeline)
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
-    return {"answers": latencies, "statuses": statuses, "seconds": seconds}
+    return {"answers": latencies, "overheads": overheads, "statuses": statuses, "seconds": seconds}
 
 
 def http_sender(client: Any, endpoint: str) -> Any:
-    async def send(payload: dict) -> int:
-        return (await client.post(endpoint, **payload)).status_code
+    """Posts one request; returns its status and the server's decode -> model time (Server-Timing ``pipeline``, seconds)."""
+
+    async def send(payload: dict) -> tuple[int, float | None]:
+        r = await client.post(endpoint, **payload)
+        timing = dict(part.strip().split(";dur=", 1) for part in r.headers.get("server-timing", "").split(",") if ";dur=" in part)
+        return r.status_code, float(timing["pipeline"]) / 1000 if "pipeline" in timing else None
 
     return send
 
@@ -192,12 +202,17 @@ def summarise(windows: list[dict[str, Any]]) -> dict[str, Any]:
         for k, v in w["statuses"].items():
             statuses[k] = statuses.get(k, 0) + v
     pct = lambda q: round(float(np.percentile(lat, q)), 1)
-    return {"throughput": round(float(np.median(rates)), 2), "throughput_p95": round(float(np.percentile(rates, 95)), 2),
+    overheads = np.array([x for w in windows for x in w.get("overheads", [])]) * 1000
+    if overheads.size:  # each request's own latency minus its own server pipeline time: paired, so the model's jitter cancels
+        per_request = {"overhead_p50_ms": round(float(np.median(overheads)), 2), "overhead_p95_ms": round(float(np.percentile(overheads, 95)), 2)}
+    else:
+        per_request = {}
+    return {**per_request, "throughput": round(float(np.median(rates)), 2), "throughput_p95": round(float(np.percentile(rates, 95)), 2),
             "throughput_windows": [round(r, 2) for r in rates], "answers": int(lat.size if np.isfinite(lat).all() else 0),
             "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99), "statuses": statuses}
 
 
-def load_arms(case: LoadCase, checkpoint: Path, batch: int, concurrencies: list[int], repeats: int, seconds: float, results: dict) -> Server:
+def load_arms(case: LoadCase, checkpoint: Path, batch: int, concurrencies: list[int], repeats: int, seconds: float, results: dict, profiled: bool = True) -> Server:
     """Both arms, alternated, at each concurrency; returns the (still running) server."""
     server, local = Server(case.domain, checkpoint, batch), InProcess(case, checkpoint, batch)
     try:
@@ -222,7 +237,7 @@ def load_arms(case: LoadCase, checkpoint: Path, batch: int, concurrencies: list[
                    "server_cpu_s": round(cpu["server"], 2), "http_wall_s": round(cpu["wall"], 1)}
             results["rows"].append(row)
             print({k: v for k, v in row.items()}, flush=True)
-        if batch > 1:
+        if batch > 1 and profiled:
             results["profile"] = profile(local, case, server, max(concurrencies))
     except BaseException:
         server.stop()
@@ -371,7 +386,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--sustained-s", type=float, default=0.0, help="seconds of the sustained run at --sustained-share of capacity (0: skipped)")
     parser.add_argument("--sustained-share", type=float, default=0.7)
-    parser.add_argument("--only", choices=["all", "sustained"], default="all", help="sustained: only the sustained run (capacity from the last results)")
+    parser.add_argument("--only", choices=["all", "sustained", "overhead"], default="all",
+                        help="sustained: only the sustained run (capacity from the last results); overhead: only concurrency 1, both batch settings, "
+                             "added to the last results as `overhead`")
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="serve-load-data-"))
     case = CASES[args.domain](scratch, 16, MAX_BODY_MB)
@@ -388,6 +405,20 @@ def main() -> None:
             previous["sustained"].update(command=command, load_at_start=os.getloadavg())
         finally:
             server.stop()
+        print(write_results(name, previous, markdown(previous)))
+        return
+    if args.only == "overhead":
+        import json
+
+        previous = json.loads((RESULTS / f"{name}.json").read_text())
+        config = args.checkpoint.resolve().parent.parent / "config.yaml"
+        recipe = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines() if line.startswith("recipe:")), None) if config.is_file() else None
+        measured: dict[str, Any] = {"rows": [], "checkpoint": str(args.checkpoint), "recipe": recipe, "command": command, "load_at_start": [round(x, 1) for x in os.getloadavg()],
+                                    "repeats": args.repeats, "window_s": args.window_s}
+        for batch in (1, 8):
+            load_arms(case, args.checkpoint, batch, [1], args.repeats, args.window_s, measured, profiled=False).stop()
+        measured["load_at_end"] = [round(x, 1) for x in os.getloadavg()]
+        previous["overhead"] = measured
         print(write_results(name, previous, markdown(previous)))
         return
     started, load = time.time(), os.getloadavg()

@@ -94,6 +94,17 @@ def test_medical_predict_answers_findings_at_validation_thresholds(served, dicom
     assert image.mode == "L" and image.size == (48, 48)
 
 
+def test_server_timing_names_the_pipeline_inside_the_server_time(served, dicom_bytes):
+    started = time.perf_counter()
+    r = _predict(served, [dicom_bytes])
+    client_ms = (time.perf_counter() - started) * 1000
+    timing = dict(part.strip().split(";dur=") for part in r.headers["server-timing"].split(","))
+    assert set(timing) == {"app", "pipeline"}
+    assert 0 < float(timing["pipeline"]) <= float(timing["app"]) <= client_ms
+    health = served["client"].get("/v2/health/live")
+    assert health.headers["server-timing"].startswith("app;dur=") and "pipeline" not in health.headers["server-timing"]
+
+
 def _sha(path: Path) -> str:
     from mmapps.serve.runner import file_sha256
 

@@ -63,7 +63,7 @@ class ServiceMiddleware:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode()), (b"server-timing", _server_timing(scope["state"], start))]
             await send(message)
 
         seen = {"bytes": 0}
@@ -110,6 +110,17 @@ class _TooLarge(HTTPException):
 def _too_large(limit: int) -> ServeError:
     return ServeError(413, "too_large", f"request body over the limit of {limit} bytes ({limit / 2**20:.1f} MiB, --max-body-mb); "
                       "send fewer or smaller files, or ask the operator to raise the limit")
+
+
+def _server_timing(info: dict, start: float) -> bytes:
+    """W3C Server-Timing: ``app`` (the server's whole time so far) and, for a served prediction, ``pipeline`` (decode -> model).
+
+    A client's latency minus ``pipeline`` is the HTTP overhead of that very request (benchmarks/serve_load.py).
+    """
+    parts = [f"app;dur={(time.perf_counter() - start) * 1000:.3f}"]
+    if (pipeline := info.get("pipeline_s")) is not None:
+        parts.append(f"pipeline;dur={pipeline * 1000:.3f}")
+    return ", ".join(parts).encode()
 
 
 def _clean_request_id(value: str | None) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,7 @@ def scores_of(predictions: list[Any]) -> dict[str, np.ndarray]:
 
 
 async def serve_root(state: ServiceState, request: Request, written: RequestRoot, version: str | None) -> Served:
+    started = time.perf_counter()
     loaded = state.versions.get(version)
     runner = loaded.runner
     request.state.model, request.state.version, request.state.sha256 = state.domain.name, loaded.name, runner.sha256
@@ -101,6 +103,7 @@ async def serve_root(state: ServiceState, request: Request, written: RequestRoot
     if shadow and shadow != loaded.name:
         request.state.shadow_version = shadow
         asyncio.get_running_loop().create_task(_score_shadow(state, shadow, samples, facts))
+    request.state.pipeline_s = time.perf_counter() - started  # decode -> model -> observe: the Server-Timing header's `pipeline`
     return Served(loaded, samples, predictions)
 
 
