@@ -20,7 +20,19 @@ def machine() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **cpu_model_and_int8_flags(),
     }
+
+
+def cpu_model_and_int8_flags() -> dict[str, Any]:
+    """The CPU's model name and the instruction sets int8 kernels use (int8 speed-ups depend on them), from /proc/cpuinfo."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"cpu": platform.processor() or None}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), None)
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return {"cpu": model, "cpu_int8_flags": sorted(flags & {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"})}
 
 
 def write_results(name: str, payload: dict[str, Any], markdown: str) -> Path:
