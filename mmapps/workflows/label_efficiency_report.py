@@ -63,7 +63,8 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         *([f"**Partial study**: {finished} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
         "**Verdict.** " + verdict_text(StudyPreset(tuple(judged)), verdicts),
         "",
-        *([f"The `{preset}` preset is a sanity check of the pipeline (budgets {', '.join(budget_name(b) for b in plan.budgets)}, one LR, no controls); "
+        *([f"The `{preset}` preset is a sanity check of the pipeline (budgets {', '.join(budget_name(b) for b in plan.budgets)}, "
+           f"{'one LR' if len(plan.lrs) == 1 else 'LR grid'}, controls: {', '.join(plan.controls) or 'none'}); "
            "the `full` preset (budgets 25, 50, 100, 250, all; LR grid; controls) decides.", ""] if preset != "full" else []),
     ]
     groups = finding_groups(_data_root(runs), list(domain.primary_task.labels)) if runs else {}
