@@ -130,14 +130,14 @@ class InProcess:
         self.runner = self.state.versions.get().runner
         self.stages: list[tuple[float, float, float]] = []  # (decode s, batcher s, answer s) per request, --profile
 
-    async def call(self, payload: dict) -> int:
+    async def call(self, payload: dict) -> tuple[int, None]:
         from mmapps.serve.pipeline import serve_root
         from mmapps.serve.routes_predict import answer_header
 
         request = SimpleNamespace(state=SimpleNamespace(request_id="bench"))
         served = await serve_root(self.state, request, self.case.to_root(payload, self.runner), None)
         answer = {**answer_header(served, request), "predictions": [p.tasks for p in served.predictions]}
-        return 200 if answer["predictions"] else 500
+        return (200 if answer["predictions"] else 500), None  # the senders' (status, server pipeline s) contract; no HTTP here
 
     def close(self) -> None:
         from mmapps.serve.service import close_state
@@ -155,8 +155,8 @@ async def window(send: Any, payloads: list[dict], concurrency: int, seconds: flo
             t0 = time.perf_counter()
             pipeline = None
             try:
-                answer = await send(payloads[k % len(payloads)])
-                code, pipeline = (str(answer[0]), answer[1]) if isinstance(answer, tuple) else (str(answer), None)
+                status, pipeline = await send(payloads[k % len(payloads)])
+                code = str(status)
             except Exception as err:  # noqa: BLE001  # a client-side failure is a result, not a crash
                 code = type(err).__name__
             t1 = time.perf_counter()
@@ -394,10 +394,11 @@ def main() -> None:
     case = CASES[args.domain](scratch, 16, MAX_BODY_MB)
     name = f"serve_load_{args.domain}"
     command = " ".join(["python benchmarks/serve_load.py", *sys.argv[1:]])
-    if args.only == "sustained":
+    if args.only != "all":
         import json
 
         previous = json.loads((RESULTS / f"{name}.json").read_text())
+    if args.only == "sustained":
         capacity = max(r["http"]["throughput"] for r in previous["rows"])
         server = Server(args.domain, args.checkpoint, 8)
         try:
@@ -408,11 +409,10 @@ def main() -> None:
         print(write_results(name, previous, markdown(previous)))
         return
     if args.only == "overhead":
-        import json
+        import yaml
 
-        previous = json.loads((RESULTS / f"{name}.json").read_text())
         config = args.checkpoint.resolve().parent.parent / "config.yaml"
-        recipe = next((line.split(":", 1)[1].strip() for line in config.read_text().splitlines() if line.startswith("recipe:")), None) if config.is_file() else None
+        recipe = (yaml.safe_load(config.read_text()) or {}).get("recipe") if config.is_file() else None
         measured: dict[str, Any] = {"rows": [], "checkpoint": str(args.checkpoint), "recipe": recipe, "command": command, "load_at_start": [round(x, 1) for x in os.getloadavg()],
                                     "repeats": args.repeats, "window_s": args.window_s}
         for batch in (1, 8):
