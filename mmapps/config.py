@@ -100,7 +100,8 @@ class TrainConfig(_Strict):
     precision: Literal["auto", "32", "bf16"] = Field("auto", description="auto = bf16 autocast on CUDA, fp32 on CPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int | None = Field(None, ge=1, description="torch intra-op CPU threads (None: torch's default); 1 avoids oversubscription on small shared machines")
-    patience: int | None = Field(None, ge=1, description="early stopping: epochs without improvement of the primary metric")
+    patience: int | None = Field(None, ge=1, description="early stopping: validations (epochs, or with val_every_steps every N steps) without improvement of the primary metric")
+    val_every_steps: int | None = Field(None, ge=1, description="validate (select the best weights, count patience) only at the end of the epochs that reach a new multiple of N optimiser steps, and the last; None = every epoch (many tiny epochs under a small label budget)")
     deterministic: bool = False
     max_steps_per_epoch: int | None = Field(None, ge=1)
     max_steps: int | None = Field(None, ge=1, description="train exactly this many optimiser steps (epochs = as many as needed, the last one cut short); overrides epochs")

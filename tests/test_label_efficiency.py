@@ -84,12 +84,16 @@ def test_presets_follow_the_protocol():
 
 @pytest.mark.slow
 def test_smoke_study_end_to_end(shapes_domain, tmp_path):
+    import yaml
+
     from mmapps.workflows.label_efficiency import run_label_efficiency
 
     md = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"])
     payload = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
     assert [r["budget"] for r in payload["rows"]] == ["8", "all"]
-    assert {"linear_probe", "compute_matched", "lora", "shuffled_pairs"} <= set(payload["controls"])
+    assert {"linear_probe", "compute_matched", "lora", "shuffled_pairs", "modality_dropout"} <= set(payload["controls"])
+    dropout = yaml.safe_load((tmp_path / "runs" / "pretrained-modality-dropout-ball-s0-lr0.001" / "config.yaml").read_text())
+    assert dropout["model"]["fusion"]["modality_dropout"] > 0
     text = md.read_text()
     assert "Verdict" in text and "pretrained - scratch" in text and "## Cost" in text and "CI width" in text and "## Control: shuffled pairs" in text
     runs = {(r["arm"], r["budget"]) for r in payload["runs"]}
@@ -105,7 +109,7 @@ def test_smoke_study_end_to_end(shapes_domain, tmp_path):
     assert removable and {f"without_{m}" for m in removable} <= set(payload["controls"]) and "## Control: missing modality" in text
     for m in removable:  # the full-budget arms, each tested with m absent from every test sample
         tested = {(c["arm"], c["reference"]) for c in payload["controls"][f"without_{m}"]}
-        assert tested == {("scratch", "pretrained"), ("pretrained-no-whole-masking", "pretrained")}
+        assert tested == {("scratch", "pretrained"), ("pretrained-no-whole-masking", "pretrained"), ("scratch-modality-dropout", "pretrained"), ("pretrained-modality-dropout", "pretrained")}
         main = json.loads((tmp_path / "runs" / "pretrained-ball-s0-lr0.001" / "study_run.json").read_text())
         saved = json.loads((tmp_path / "runs" / "pretrained-ball-s0-lr0.001" / f"test-without-{m}" / "study_run.json").read_text())
         assert saved["info"]["removed at test"] == m
@@ -146,3 +150,26 @@ def test_the_lr_grid_is_searched_on_the_first_seeds_and_the_others_replicate_the
     assert {(r.arm, r.budget, r.seed, r.lr) for r in kept} == {(a, b, s, best[a]) for a in best for b in (25, None) for s in range(3)}
     every, _, planned_all = run_arms(StudyPreset(budgets=(25,), seeds=2, lrs=(1e-3, 3e-3)), finetune)
     assert planned_all == 8 and len(every) == 4  # unset: every seed searches the grid
+
+
+def test_a_tuned_run_chooses_its_steps_on_the_full_validation_split_and_tests_those_weights(shapes_domain, tmp_path):
+    import csv
+
+    import yaml
+
+    from mmapps.workflows.label_efficiency import ValidatedSteps
+    from mmapps.workflows.label_efficiency_arms import StudyContext
+
+    assert PRESETS["tuned"].validated_steps is not None and 1e-2 in PRESETS["tuned"].lrs
+    setup = {"recipe": "smoke", "overrides": ["data.demo_n=80", "eval.bootstrap_resamples=0"], "steps": 150, "pretrain": []}
+    ctx = StudyContext(shapes_domain, setup, [], tmp_path, validated_steps=ValidatedSteps(max_steps=6, every=2, patience=2))
+    run = ctx.finetune("scratch", 8, 0, 1e-3, score_val=True)
+    assert run.run_dir.name == "scratch-b8-s0-lr0.001-upto6"
+    cfg = yaml.safe_load((run.run_dir / "config.yaml").read_text())
+    assert cfg["train"]["max_steps"] == 6 and cfg["train"]["val_every_steps"] == 2 and cfg["data"]["label_budget_val"] is None
+    rows = [r for r in csv.DictReader((run.run_dir / "logs" / "metrics.csv").open()) if r.get("val/accuracy")]
+    best = max(float(r["val/accuracy"]) for r in rows)
+    assert run.info["best step"] in (2, 4, 6) and run.info["steps run"] >= run.info["best step"]
+    assert run.val_metric == pytest.approx(best), "the tested (best) weights are the ones validation chose"
+    fixed = StudyContext(shapes_domain, setup, [], tmp_path).finetune("scratch", 8, 0, 1e-3, steps=3)
+    assert fixed.run_dir.name == "scratch-b8-s0-lr0.001" and fixed.info["steps run"] == 3

@@ -61,3 +61,19 @@ def test_two_process_cpu_ddp_gathers_every_test_sample_once(shapes_site, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     predictions = [json.loads(line)["sample_id"] for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(predictions) == len(set(predictions)) == 18  # 20% of 90, none duplicated by sampler padding
+
+
+def test_val_every_steps_validates_at_each_multiple_and_the_end_and_tests_the_best_of_those(shapes_domain, tmp_path):
+    import csv
+
+    out = tmp_path / "run"
+    cfg = resolve_config(shapes_domain, "smoke", overrides=["train.max_steps=10", "train.max_steps_per_epoch=1", "train.val_every_steps=4", "train.progress=false",
+                                                             "train.tensorboard=false", "eval.bootstrap_resamples=0", f"out_dir={out}"])
+    result = train(cfg, shapes_domain)
+    rows = list(csv.DictReader((out / "logs" / "metrics.csv").open()))
+    assert len(rows) == 10, "one row per one-step epoch"
+    validated = {int(r["epoch"]): float(r["val/accuracy"]) for r in rows if r.get("val/accuracy")}
+    assert sorted(validated) == [3, 7, 9], "the epochs ending at steps 4 and 8, and the last (10); the first validation widened the CSV header"
+    best_epoch = max(validated, key=lambda e: (validated[e], -e))  # the first of equal values is kept
+    assert result.info["best epoch"] == best_epoch + 1
+    assert result.info["best step"] == {3: 4, 7: 8, 9: 10}[best_epoch]

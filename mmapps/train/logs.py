@@ -27,6 +27,10 @@ class EpochLogger:
         existing = self._read_header()
         fields = existing or ["epoch", *scalars]
         write_header = not existing
+        added = [k for k in scalars if k not in fields]
+        if added:  # e.g. the first validation after epochs that did not validate (train.val_every_steps)
+            self._rewrite([*fields, *added])
+            fields = [*fields, *added]
         with self.csv_path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=fields, extrasaction="ignore")
             if write_header:
@@ -48,6 +52,15 @@ class EpochLogger:
             writer = csv.DictWriter(handle, fieldnames=header)
             writer.writeheader()
             writer.writerows(r for r in rows if int(r["epoch"]) <= epoch)
+
+    def _rewrite(self, header: list[str]) -> None:
+        """The file again under a wider `header` (earlier rows get empty cells for the new columns)."""
+        with self.csv_path.open() as handle:
+            rows = list(csv.DictReader(handle))
+        with self.csv_path.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def _read_header(self) -> list[str] | None:
         if not self.csv_path.exists() or self.csv_path.stat().st_size == 0:

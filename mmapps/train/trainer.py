@@ -40,6 +40,7 @@ class FitResult:
     best_metric: float
     stopped_early: bool
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_step: int = 0  # optimiser steps taken when the best weights were saved
 
 
 def compute_metrics(domain: Domain, records: dict[str, list[PredictionRecord]], cfg: RunConfig, val_records: dict[str, list[PredictionRecord]] | None = None) -> dict[str, float]:
@@ -158,23 +159,15 @@ class Trainer:
             progress.next_epoch, progress.next_batch, progress.epoch_loss_sum, progress.epoch_loss_count = epoch + 1, 0, None, 0
             row: dict[str, Any] = {"train/loss": train_loss, "lr": self.optimizer.param_groups[0]["lr"]}
             value = math.nan
-            if self.val_loader is not None and self.objective is not None:
-                val_metrics = self.objective.validate(self.model, self.val_loader, self.runtime) if self.runtime.is_main else {}
-                value = self._broadcast(float(val_metrics.get(self.primary, math.nan)))
-                row.update({f"val/{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float))})
-            elif self.val_loader is not None:
-                val_records = predict_records(self.model, self.val_loader, self.domain, self.runtime)
-                quick = self.cfg.model_copy(update={"eval": self.cfg.eval.model_copy(update={"bootstrap_resamples": 0})})
-                val_metrics = compute_metrics(self.domain, val_records, quick) if self.runtime.is_main else {}
-                value = self._broadcast(float(val_metrics.get(self.primary, math.nan)))
-                row.update({f"val/{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float))})
-            if self._improved(value, progress.best_metric) or (self.val_loader is None):
-                progress.best_metric, progress.best_epoch, progress.bad_epochs = value, epoch, 0
-                # without validation the best weights are the last: written once, at the end (many short epochs under a label budget)
-                if self.runtime.is_main and (self.val_loader is not None or epoch == self.epochs - 1):
-                    self.save_inference(self.checkpoint_dir / "best.safetensors", epoch)
-            else:
-                progress.bad_epochs += 1
+            if self._validation_due(epoch):
+                value = self._validate(row)
+                if self._improved(value, progress.best_metric) or (self.val_loader is None):
+                    progress.best_metric, progress.best_epoch, progress.bad_epochs = value, epoch, 0
+                    # without validation the best weights are the last: written once, at the end (many short epochs under a label budget)
+                    if self.runtime.is_main and (self.val_loader is not None or epoch == self.epochs - 1):
+                        self.save_inference(self.checkpoint_dir / "best.safetensors", epoch)
+                else:
+                    progress.bad_epochs += 1
             stop = train_cfg.patience is not None and progress.bad_epochs >= train_cfg.patience
             row["seconds"] = time.perf_counter() - started
             progress.history.append({"epoch": epoch, **row})
@@ -193,7 +186,32 @@ class Trainer:
             logger.close()
         for cb in self.callbacks:
             cb.on_fit_end(self)
-        return FitResult(epoch + 1, progress.best_epoch, progress.best_metric, stopped_early, progress.history)
+        return FitResult(epoch + 1, progress.best_epoch, progress.best_metric, stopped_early, progress.history, self._steps_after(progress.best_epoch))
+
+    def _steps_after(self, epoch: int) -> int:
+        """Optimiser steps taken by the end of `epoch` (every epoch but a ``max_steps`` run's last has the same number)."""
+        return min((epoch + 1) * self.optimizer_steps_per_epoch, self.total_steps)
+
+    def _validation_due(self, epoch: int) -> bool:
+        """Whether `epoch`'s end validates (selects, counts patience): every epoch, or with ``train.val_every_steps``
+        N the epochs whose end reaches a new multiple of N optimiser steps, and the last."""
+        every = self.cfg.train.val_every_steps
+        if every is None or epoch == self.epochs - 1:
+            return True
+        return self._steps_after(epoch) // every > (self._steps_after(epoch - 1) // every if epoch > 0 else 0)
+
+    def _validate(self, row: dict[str, Any]) -> float:
+        """The selecting value on the validation split (NaN without one); its metrics are added to `row`."""
+        if self.val_loader is None:
+            return math.nan
+        if self.objective is not None:
+            val_metrics = self.objective.validate(self.model, self.val_loader, self.runtime) if self.runtime.is_main else {}
+        else:
+            val_records = predict_records(self.model, self.val_loader, self.domain, self.runtime)
+            quick = self.cfg.model_copy(update={"eval": self.cfg.eval.model_copy(update={"bootstrap_resamples": 0})})
+            val_metrics = compute_metrics(self.domain, val_records, quick) if self.runtime.is_main else {}
+        row.update({f"val/{k}": v for k, v in val_metrics.items() if isinstance(v, (int, float))})
+        return self._broadcast(float(val_metrics.get(self.primary, math.nan)))
 
     def _train_epoch(self, epoch: int, start_batch: int = 0) -> float:
         """Train one epoch from batch `start_batch`; the mean batch loss, read from the device once at the end."""
@@ -302,4 +320,5 @@ class Trainer:
     def _print_epoch(self, epoch: int, row: dict[str, Any], value: float) -> None:
         if not self.cfg.train.progress:
             return
-        print(f"epoch {epoch + 1}/{self.epochs}: train loss {row['train/loss']:.4f}, val {self.primary} {value:.4f} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)
+        val = f", val {self.primary} {value:.4f}" if any(k.startswith("val/") for k in row) else ""
+        print(f"epoch {epoch + 1}/{self.epochs}: train loss {row['train/loss']:.4f}{val} ({row.get('seconds', 0):.1f} s)", file=sys.stderr, flush=True)

@@ -5,7 +5,9 @@ Protocol (fixed before any result; docs/pretraining.md):
 - one pretraining on the train split (labels ignored), cached in ``<out>/pretrain``;
 - budgets: absolute numbers of labelled train samples (``data.label_budget``, stratified so that
   every label with positives is in), plus ``all``; no validation labels (``label_budget_val=0``),
-  a fixed number of optimiser steps (``train.max_steps``) and the last weights tested;
+  a fixed number of optimiser steps (``train.max_steps``) and the last weights tested; or, in the
+  ``tuned`` preset (`ValidatedSteps`), the steps chosen per run on the full validation split: up to
+  a fixed maximum, validated every few steps, the best weights tested;
 - paired arms: for each (budget, seed), ``scratch`` and ``pretrained`` share the labelled subset,
   the seed and hence the head initialisation (the model is built identically, then the
   pretrained arm's encoders and fusion are overwritten by the pretraining), and the same LR grid;
@@ -18,7 +20,8 @@ Protocol (fixed before any result; docs/pretraining.md):
   samples (the same pretraining on a pool whose modalities are re-paired across samples, so
   cross-modal objectives see no true pair: ``pretrain.shuffle_pairs``), LoRA vs full
   fine-tuning (metric, trainable parameters, peak memory, samples/s), missing-modality
-  robustness with vs without whole-modality masking in the pretraining, unimodal pretraining
+  robustness with vs without whole-modality masking in the pretraining and with modality dropout in
+  fine-tuning (``model.fusion.modality_dropout``), unimodal pretraining
   (one modality's encoder pretrained alone); medical: per group of findings by the modality that
   carries them (``finding_sources.json`` of the demo).
 """
@@ -56,6 +59,24 @@ COMMON = ["train.progress=false", "train.tensorboard=false", "train.patience=nul
 
 
 @dataclass(frozen=True)
+class ValidatedSteps:
+    """The number of fine-tuning steps chosen on validation instead of fixed: at most `max_steps` (the cosine
+    schedule's length), validated on the full validation split every `every` steps, the best weights tested,
+    stopped after `patience` validations without improvement. Both arms get the same rule."""
+
+    max_steps: int
+    every: int
+    patience: int
+
+    def overrides(self) -> list[str]:
+        return [f"train.max_steps={self.max_steps}", f"train.val_every_steps={self.every}", f"train.patience={self.patience}", "data.label_budget_val=null"]
+
+    def describe(self) -> str:
+        return (f"up to {self.max_steps} optimiser steps per run, the steps chosen on the full validation split (validated every {self.every} steps, "
+                f"stopped after {self.patience} validations without improvement, the best weights tested)")
+
+
+@dataclass(frozen=True)
 class StudyPreset:
     budgets: tuple[int | None, ...]  # None = all labelled train samples
     seeds: int = 3
@@ -63,17 +84,22 @@ class StudyPreset:
     controls: tuple[str, ...] = ()
     resamples: int = 1000
     lr_search_seeds: int | None = None  # seeds the LR grid is searched on (validation); None = every seed
+    validated_steps: ValidatedSteps | None = None  # None: the setup's fixed steps, the last weights tested
 
 
 PRESETS = {
     # the pipeline end to end in seconds (tests): meaningless figures
-    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora", "shuffled_pairs", "missing_modality"), resamples=20),
+    "smoke": StudyPreset(budgets=(8, None), seeds=1, lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora", "shuffled_pairs", "missing_modality", "modality_dropout"), resamples=20),
     "quick": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=(), resamples=1000),
     # the quick arms plus the controls that reuse its pretraining (a finished quick study in --out is reused)
     "controls": StudyPreset(budgets=(25, None), lrs=(1e-3,), controls=("linear_probe", "compute_matched", "lora"), resamples=1000),
     # the LR grid searched on seed 0's validation per (arm, budget); seeds 1 and 2 replicate the chosen LR
-    "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3), lr_search_seeds=1,
-                        controls=("linear_probe", "compute_matched", "shuffled_pairs", "lora", "missing_modality", "unimodal")),
+    "full": StudyPreset(budgets=(25, 50, 100, 250, None), lrs=(3e-4, 1e-3, 3e-3, 1e-2), lr_search_seeds=1,
+                        controls=("linear_probe", "compute_matched", "shuffled_pairs", "lora", "missing_modality", "modality_dropout", "unimodal")),
+    # fine-tuning long enough to converge: the steps chosen per run on validation (under-training is what the
+    # fixed-steps presets' compute-matched control measured), the LR grid searched on seed 0 as in `full`
+    "tuned": StudyPreset(budgets=(25, 100, None), lrs=(1e-3, 3e-3, 1e-2), lr_search_seeds=1, validated_steps=ValidatedSteps(1200, 50, 6),
+                         controls=("missing_modality", "modality_dropout")),
 }
 CONTROLS = PRESETS["full"].controls
 
@@ -120,7 +146,7 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
         plan = dataclasses.replace(plan, controls=tuple(controls))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir, cached_only)
+    ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir, cached_only, plan.validated_steps)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     pretraining = ctx.pretraining("default")
 

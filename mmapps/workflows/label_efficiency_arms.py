@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mmapps.domain import Domain
-from mmapps.workflows.label_efficiency import COMMON, ArmRun, StudyPreset, budget_name
+from mmapps.workflows.label_efficiency import COMMON, ArmRun, StudyPreset, ValidatedSteps, budget_name
 from mmapps.workflows.label_efficiency_stats import PeakMemory
 
 
@@ -24,12 +24,16 @@ class Pretraining:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
+MODALITY_DROPOUT = 0.25  # the modality_dropout control's per-sample probability of dropping a present modality in fine-tuning
+
+
 class StudyContext:
     """Resolves configs, runs (or reuses) pretrainings and fine-tuning runs in one folder."""
 
-    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path, cached_only: bool = False) -> None:
+    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path, cached_only: bool = False, validated_steps: ValidatedSteps | None = None) -> None:
         self.domain, self.setup, self.overrides, self.out_dir = domain, setup, overrides, out_dir
         self.cached_only = cached_only  # nothing is trained: finished runs are read, missing ones are None
+        self.validated_steps = validated_steps  # the runs' steps chosen on validation (else the fixed self.steps)
         self.recipe = setup["recipe"] if setup["recipe"] in domain.recipes else "smoke"
         user_steps = [o.split("=", 1)[1] for o in overrides if o.startswith("train.max_steps=")]
         self.steps = int(user_steps[-1]) if user_steps else int(setup["steps"])
@@ -63,8 +67,7 @@ class StudyContext:
         import json
 
         saved = json.loads(cost_file.read_text()) if cost_file.exists() else {}
-        state = ckpt.load_training_state(run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE, tensors=False) if (run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE).exists() else {}
-        steps = int(state.get("global_step", 0)) or logged_steps(run_dir)  # a state of another format (an older study's last.pt) is never unpickled
+        steps = optimiser_steps(run_dir) or logged_steps(run_dir)  # a state of another format (an older study's last.pt) is never unpickled
         return Pretraining(name, run_dir, checkpoint, steps, {k: saved[k] for k in ("wall_s", "cpu_s") if k in saved}, saved.get("metrics", {}))
 
     # -- fine-tuning --------------------------------------------------------------------------
@@ -74,11 +77,13 @@ class StudyContext:
         from mmapps.workflows.resolve import resolve_config
         from mmapps.workflows.run import train
 
-        run_dir = self.out_dir / "runs" / f"{arm}-b{budget_name(budget)}-s{seed}-lr{lr:g}"
+        validated = self.validated_steps if steps is None else None  # an explicit step count (compute-matched) stays fixed
+        run_dir = self.out_dir / "runs" / f"{arm}-b{budget_name(budget)}-s{seed}-lr{lr:g}{f'-upto{validated.max_steps}' if validated else ''}"
         saved = read_run(run_dir)
         if saved is not None or self.cached_only:  # a finished run of an interrupted or repeated study is reused
             return saved
-        overrides = self.base(f"train.lr={lr}", f"train.max_steps={steps or self.steps}", *extra) + [f"seed={seed}", f"out_dir={run_dir}"]
+        schedule = validated.overrides() if validated else [f"train.max_steps={steps or self.steps}"]
+        overrides = self.base(f"train.lr={lr}", *schedule, *extra) + [f"seed={seed}", f"out_dir={run_dir}"]
         if budget is not None:
             overrides.append(f"data.label_budget={budget}")
         cfg = resolve_config(self.domain, self.recipe, overrides=overrides)
@@ -89,7 +94,8 @@ class StudyContext:
         run = ArmRun(arm, budget, seed, lr, float(result.metrics.get(primary, math.nan)), run_dir, list(getattr(result, "records", {}).get(self.domain.primary_task.name, [])),
                      wall_s=time.perf_counter() - wall, cpu_s=time.process_time() - cpu, info={**result.info, "peak_rss_mb": peak.mb, "init": str(init) if init is not None else None})
         train_s = training_seconds(run_dir)
-        run.info["train_samples_per_s"] = (steps or self.steps) * cfg.train.batch_size / train_s if train_s else math.nan
+        run.info["steps run"] = steps_run = optimiser_steps(run_dir) or (steps or self.steps)
+        run.info["train_samples_per_s"] = steps_run * cfg.train.batch_size / train_s if train_s else math.nan
         if score_val:
             run.val_metric = self.val_metric(run_dir / "checkpoints" / "best.safetensors")
         write_run(run)
@@ -182,16 +188,25 @@ class StudyContext:
             shuffled = self.pretraining("shuffled-pairs", "pretrain.shuffle_pairs=true")
             if shuffled is not None:
                 out["shuffled_pairs"] = [self.finetune("pretrained-shuffled-pairs", b, s, lr_of("pretrained", b), init=shuffled.checkpoint) for b in (small, full) for s in seeds]
+        # robustness: the full-budget arms tested with every test sample missing one modality, against pretraining
+        # without whole-modality masking and fine-tuning with modality dropout
+        tested: list[ArmRun | None] = []
         if "missing_modality" in plan.controls:
             without = self.pretraining("no-whole-modality", "pretrain.whole_modality=0.0")
-            if without is not None:  # the same arms with every test sample missing one modality: robustness with vs without whole-modality masking
-                unmasked = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
-                out["no_whole_modality"] = unmasked
-                tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in unmasked if r is not None]
-                removable = [m for m in self.used_modalities() if m in self.domain.removable_modalities]
-                scored = [self.without(r, removable) for r in tested]
-                for m in removable:
-                    out[f"without_{m}"] = [found.get(m) for found in scored]
+            if without is not None:
+                out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
+                tested += out["no_whole_modality"]
+        if "modality_dropout" in plan.controls:
+            dropout = [f"model.fusion.modality_dropout={MODALITY_DROPOUT}"]
+            out["modality_dropout"] = [self.finetune(f"{arm}-modality-dropout", full, s, lr_of(arm, full), init=init if arm == "pretrained" else None, extra=dropout)
+                                       for arm in ("scratch", "pretrained") for s in seeds if arm == "scratch" or init is not None]
+            tested += out["modality_dropout"]
+        if tested:
+            tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in tested if r is not None]
+            removable = [m for m in self.used_modalities() if m in self.domain.removable_modalities]
+            scored = [self.without(r, removable) for r in tested]
+            for m in removable:
+                out[f"without_{m}"] = [found.get(m) for found in scored]
         if "unimodal" in plan.controls:
             out["unimodal"] = []
             for m in self.used_modalities():  # not a declared modality the model never reads (surveillance's features)
@@ -235,6 +250,14 @@ def read_run(run_dir: Path) -> ArmRun | None:
     payload["metric"] = math.nan if payload["metric"] is None else payload["metric"]
     payload["val_metric"] = math.nan if payload.get("val_metric") is None else payload["val_metric"]
     return ArmRun(run_dir=run_dir, records=records, **payload)
+
+
+def optimiser_steps(run_dir: Path) -> int:
+    """Optimiser steps a finished run took, from its resume state (0 when it has none)."""
+    from mmapps.train import checkpoint as ckpt
+
+    path = run_dir / "checkpoints" / ckpt.TRAINING_STATE_FILE
+    return int(ckpt.load_training_state(path, tensors=False).get("global_step", 0)) if path.exists() else 0
 
 
 def logged_steps(run_dir: Path) -> int:

@@ -34,11 +34,13 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         diff = paired_difference(metric, [r.records for r in pre], [r.records for r in scratch], plan.resamples)
         n = scratch[0].info.get("train samples", "?") if scratch else "?"
         rows.append([budget_name(budget), n, _ms(scratch), _ms(pre), diff.format(), _width(diff), _sign(diff),
-                     *([f"{scratch[0].lr:g} / {pre[0].lr:g}"] if len(plan.lrs) > 1 else [])])
+                     *([f"{scratch[0].lr:g} / {pre[0].lr:g}"] if len(plan.lrs) > 1 else []),
+                     *([f"{_steps(scratch)} / {_steps(pre)}"] if plan.validated_steps else [])])
         verdicts.append(diff)
         judged.append(budget)
         payload_rows.append({"budget": budget_name(budget), "labelled": n, "scratch": [r.metric for r in scratch], "pretrained": [r.metric for r in pre],
-                             "lr": {"scratch": scratch[0].lr if scratch else None, "pretrained": pre[0].lr if pre else None}, **diff.as_dict()})
+                             "lr": {"scratch": scratch[0].lr if scratch else None, "pretrained": pre[0].lr if pre else None},
+                             "best_step": {"scratch": [r.info.get("best step") for r in scratch], "pretrained": [r.info.get("best step") for r in pre]}, **diff.as_dict()})
     test_n = len(runs[0].records) if runs else 0
     test_groups = len({r.group_id for r in runs[0].records}) if runs else 0
     finished = cost.get("runs_finished", cost.get("runs_reported", 0))  # an older study's cost has no runs_finished
@@ -50,22 +52,27 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         f"# Label efficiency: {domain.name}",
         "",
         f"Preset `{preset}`: budgets {', '.join(budget_name(b) for b in plan.budgets)} labelled train samples x (scratch, pretrained) x {plan.seeds} seeds, "
-        f"LR grid {list(plan.lrs)}{_lr_search(plan)}, {ctx.steps} optimiser steps per run (batch size {_batch(runs)}), no validation labels in training (last weights tested). "
-        f"Test split: {test_n} samples in {test_groups} groups (the bootstrap resamples groups). Primary metric `{primary}`; difference = mean over seeds of (pretrained - scratch), "
+        f"LR grid {list(plan.lrs)}{_lr_search(plan)}, "
+        + (f"{plan.validated_steps.describe()} (batch size {_batch(runs)}). " if plan.validated_steps else
+           f"{ctx.steps} optimiser steps per run (batch size {_batch(runs)}), no validation labels in training (last weights tested). ")
+        + f"Test split: {test_n} samples in {test_groups} groups (the bootstrap resamples groups). Primary metric `{primary}`; difference = mean over seeds of (pretrained - scratch), "
         f"paired 95 % bootstrap CI over test groups ({plan.resamples} resamples). {resolution}",
         "",
         (f"Pretraining: `{pretraining.run_dir}` ({pretraining.steps} optimiser steps; held-out losses: {_losses(pretraining.metrics)})." if pretraining is not None
          else "Pretraining: not finished (no pretrained arm)."),
         "",
         markdown_table(["budget", "labelled", f"scratch {primary}", f"pretrained {primary}", "pretrained - scratch [95% CI]", "CI width", "CI",
-                        *(["LR chosen (scratch / pretrained)"] if len(plan.lrs) > 1 else [])], rows),
+                        *(["LR chosen (scratch / pretrained)"] if len(plan.lrs) > 1 else []),
+                        *(["best step, median over seeds (scratch / pretrained)"] if plan.validated_steps else [])], rows),
         "",
         *([f"**Partial study**: {finished} of {cost['runs_planned']} planned runs finished (complete scratch/pretrained pairs are compared).", ""] if partial else []),
         "**Verdict.** " + verdict_text(StudyPreset(tuple(judged)), verdicts),
         "",
         *([f"The `{preset}` preset is a sanity check of the pipeline (budgets {', '.join(budget_name(b) for b in plan.budgets)}, "
            f"{'one LR' if len(plan.lrs) == 1 else 'LR grid'}, controls: {', '.join(plan.controls) or 'none'}); "
-           "the `full` preset (budgets 25, 50, 100, 250, all; LR grid; controls) decides.", ""] if preset != "full" else []),
+           "the `full` preset (budgets 25, 50, 100, 250, all; LR grid; controls) decides.", ""] if preset not in ("full", "tuned") else []),
+        *(["The steps are chosen per run on validation, so neither arm is judged under-trained (the fixed-steps presets' compute-matched "
+           "control measures how far their fixed steps are from convergence).", ""] if plan.validated_steps else []),
     ]
     groups = finding_groups(_data_root(runs), list(domain.primary_task.labels)) if runs else {}
     payload_groups = []
@@ -139,7 +146,8 @@ def verdict_text(plan: StudyPreset, diffs: list[PairedDifference]) -> str:
 def control_title(name: str) -> str:
     """The section title of a control (``without_<m>``: the full-budget arms tested with modality m absent)."""
     if name.startswith("without_"):
-        return f"missing modality, {name[len('without_'):]} absent from every test sample (full budget; with vs without whole-modality masking)"
+        return (f"missing modality, {name[len('without_'):]} absent from every test sample (full budget; pretraining with vs without whole-modality masking, "
+                "fine-tuning with vs without modality dropout, where those controls ran)")
     return name.replace("_", " ")
 
 
@@ -227,6 +235,12 @@ def _width(d: PairedDifference) -> str:
 
 def _min(seconds: Any) -> str:
     return f"{float(seconds) / 60:.1f}" if isinstance(seconds, (int, float)) else "-"
+
+
+def _steps(runs: list[ArmRun]) -> str:
+    """The median over seeds of the step whose weights were tested (steps chosen on validation)."""
+    found = [int(r.info["best step"]) for r in runs if isinstance(r.info.get("best step"), (int, float))]
+    return f"{statistics.median(found):g}" if found else "-"
 
 
 def _lr_search(plan: StudyPreset) -> str:

@@ -96,7 +96,7 @@ def _train_locked(cfg: RunConfig, domain: Domain, runtime: Any, run_dir: Path, r
     if best.exists():
         state, _ = ckpt.read_inference_checkpoint(best)
         ckpt.load_weights(trainer.model, state, best)
-    info = {"train samples": len(splits.train), "val samples": len(splits.val), "test samples": len(splits.test), "skipped inputs": splits.issues.summary(), "best epoch": fit.best_epoch + 1, **splits.info,
+    info = {"train samples": len(splits.train), "val samples": len(splits.val), "test samples": len(splits.test), "skipped inputs": splits.issues.summary(), "best epoch": fit.best_epoch + 1, "best step": fit.best_step, **splits.info,
             **parameter_info(trainer.parameter_counts, trainer.finetune_plan)}
     result = _test_and_report(cfg, domain, trainer.model, splits.test, splits.val, modalities, runtime, run_dir, fit.history, info)
     _write_summary(run_dir, splits.issues, runtime)
