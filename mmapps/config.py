@@ -132,6 +132,7 @@ class PretrainConfig(_Strict):
     temperature: float = Field(0.07, gt=0.0, lt=1.0, description="initial InfoNCE temperature (learned)")
     normalize_by_trivial: bool = Field(False, description="divide each L_m by its per-position-mean predictor's loss, estimated on the pool before training")
     uncertainty_weighting: bool = Field(False, description="learn one log-variance s_m per modality: lambda_m (exp(-s_m) L_m + s_m) (Kendall et al. 2018)")
+    frozen_text_target: Literal["sentence", "tokens"] = Field("tokens", description="a frozen text encoder's hidden-note target: tokens = its layer-normed token features (one unit per token); sentence = its mean-pooled sentence embedding, layer-normed (one unit per note: what the note says rather than where its words fall)")
     whole_modality: float = Field(0.15, ge=0.0, lt=1.0, description="per sample, probability of hiding one optional modality entirely (reconstructed from the others); never all of a sample's modalities")
     block: int = Field(2, ge=1, description="mask units per contiguous block for time/window masking")
     decoder_layers: int = Field(2, ge=1, description="transformer layers of each per-modality decoder (discarded after pretraining)")

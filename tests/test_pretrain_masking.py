@@ -96,6 +96,24 @@ def test_frozen_text_hides_the_whole_note_and_targets_frozen_features():
     assert torch.allclose(target.values, torch.nn.functional.layer_norm(hidden, (hidden.shape[-1],)))  # a fixed function of frozen features
 
 
+def test_frozen_text_sentence_target_is_the_layer_normed_mean_of_the_real_tokens_one_unit_per_note():
+    encoder = ENCODERS.get("text_transformer")(dim=16, max_length=16)
+    objective = core_objective("note", encoder, ModalitySpec("note", "text", "t", layout="text"), _cfg(mask_ratio={"note": 0.5}, frozen_text_target="sentence"), 16, ("image", "note"))
+    texts = ["left lung is clear", "heart size is normal and the mediastinum is not widened", "effusion"]  # different lengths: padding must not count
+    mb = ModalityBatch(texts, torch.tensor([True, True, False]))  # the third note absent
+    mask = next(m for s in range(20) if (m := objective.draw(mb, MaskKeys(s, 0, IDS), 1)).whole[:2].any() and not m.whole[:2].all())
+    assert mask.grid == (1,) and mask.real.tolist() == [[True], [True], [False]] and not mask.whole[2]
+    target = objective.target(encoder, mb, mask)
+    hidden, token_mask = encoder._encode(texts)
+    for b in range(2):
+        mean = hidden[b][token_mask[b]].mean(0)
+        assert torch.allclose(target.values[b, 0], torch.nn.functional.layer_norm(mean, mean.shape), atol=1e-5)
+    assert torch.equal(target.weight.bool(), mask.whole.unsqueeze(1) & mask.real)
+    out = objective.encode(encoder, mb, mask)
+    assert not out.output.token_mask[mask.whole].any() and (out.positions == -1).all()
+    assert "sentence" in objective.target_name
+
+
 def test_trained_text_masks_tokens_at_the_input():
     encoder = ENCODERS.get("text_transformer")(dim=16, max_length=16, finetune="full")
     objective = core_objective("note", encoder, ModalitySpec("note", "text", "t", layout="text"), _cfg(mask_ratio={"note": 0.3}), 16, ("image", "note"))

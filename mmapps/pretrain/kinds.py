@@ -52,7 +52,7 @@ def core_objective(name: str, encoder: nn.Module, spec: ModalitySpec, cfg: Any, 
         from mmapps.pretrain.text import FrozenNoteObjective, MaskedTokenObjective
 
         if encoder.finetune == "frozen":
-            return FrozenNoteObjective(encoder, ratio=ratio("note"), **common)
+            return FrozenNoteObjective(encoder, ratio=ratio("note"), target=pre.frozen_text_target, **common)
         return MaskedTokenObjective(encoder, ratio=ratio("tokens"), **common)
     if isinstance(encoder, TabularMlpEncoder):
         from mmapps.pretrain.tabular import MaskedColumnObjective

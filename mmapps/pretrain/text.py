@@ -2,9 +2,12 @@
 
 - Frozen (the default): no within-note masking (a frozen transformer's context would carry a
   masked word into its neighbours, and nothing here could learn from it). The note is hidden
-  whole for a share of samples and its target is the frozen encoder's own token features
-  (layer-normalised, a fixed function of the input), reconstructed from the other modalities;
-  the contrastive term aligns the note's pooled embedding with theirs.
+  whole for a share of samples and its target, reconstructed from the other modalities, is a
+  fixed function of the frozen encoder's features (``pretrain.frozen_text_target``): its token
+  features, layer-normalised, one unit per token (``tokens``), or its mean-pooled sentence
+  embedding, layer-normalised, one unit per note (``sentence``: what the note says; per-token
+  features are mostly which word falls where, which no other modality can tell). The
+  contrastive term aligns the note's pooled embedding with theirs.
 - Trained (``finetune`` full or last_n): BERT-style masked-token prediction, ``[MASK]`` at the
   input, the decoder's output tied to the word embeddings (the packaged sentence checkpoint has
   no MLM head), cross-entropy on the masked tokens.
@@ -38,31 +41,39 @@ class FrozenNoteObjective(ModalityObjective):
     """Whole-note hiding with frozen token features as the target (see the module docstring)."""
 
     unit = "whole note"
-    target_name = "frozen encoder token features"
 
-    def __init__(self, encoder: nn.Module, context_dim: int, modalities: tuple[str, ...], modality: str, ratio: float, decoder_dim: int, layers: int, heads: int) -> None:
+    def __init__(self, encoder: nn.Module, context_dim: int, modalities: tuple[str, ...], modality: str, ratio: float, decoder_dim: int, layers: int, heads: int,
+                 target: str = "tokens") -> None:
         super().__init__()
         self.ratio = ratio
+        self.sentence = target == "sentence"
+        self.target_name = "frozen encoder sentence embedding (mean-pooled)" if self.sentence else "frozen encoder token features"
         self._encoder_ref = [encoder]  # not a submodule: the encoder belongs to the model
         self.width = encoder.backbone.config.hidden_size
         self.decoder = UnitDecoder(context_dim, decoder_dim, self.width, modalities, modality, layers, heads)
 
     def draw(self, mb: ModalityBatch, keys: MaskKeys, stream: int) -> ModalityMask:
         features, token_mask = mb_features(self, mb)
-        real = token_mask.to(mb.present.device) & mb.present.unsqueeze(1)  # (B, L)
+        token_mask = token_mask.to(mb.present.device)
+        real = token_mask & mb.present.unsqueeze(1)  # (B, L)
         whole = draw_samples(mb.present, keys, stream, self.ratio)
-        return ModalityMask(whole.unsqueeze(1) & real, real, whole, (real.shape[1],), {"features": features})
+        if self.sentence:  # one unit per note: real where the note is
+            real = real.any(1, keepdim=True)
+        return ModalityMask(whole.unsqueeze(1) & real, real, whole, (real.shape[1],), {"features": features, "token_mask": token_mask})
 
     def encode(self, encoder: nn.Module, mb: ModalityBatch, mask: ModalityMask) -> EncodedModality:
         out = encoder(mb)  # frozen backbone: cached per text; only the projection trains
         full = out.token_mask
         token_mask = full & ~mask.whole.unsqueeze(1)
         B, L = token_mask.shape
-        positions = torch.arange(L, device=token_mask.device).expand(B, -1)
+        # token positions index the decoders' position table, sized by the mask grids: a sentence target's grid is one unit
+        positions = torch.arange(L, device=token_mask.device).expand(B, -1) if not self.sentence else torch.full((B, L), -1, dtype=torch.long, device=token_mask.device)
         return EncodedModality(out._replace(token_mask=token_mask), positions, masked_mean(out.tokens, full), full.any(1))
 
     def target(self, encoder: nn.Module, mb: ModalityBatch, mask: ModalityMask) -> ModalityTarget:
-        features = mask.extra["features"].to(mask.real.device).float()
+        features = mask.extra["features"].to(mask.real.device).float()  # (B, L, H)
+        if self.sentence:
+            features = masked_mean(features, mask.extra["token_mask"].to(features.device)).unsqueeze(1)  # (B, 1, H)
         values = F.layer_norm(features, (features.shape[-1],))
         return ModalityTarget(values, (mask.hidden & mask.real).float())
 
