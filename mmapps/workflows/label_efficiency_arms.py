@@ -30,10 +30,12 @@ MODALITY_DROPOUT = 0.25  # the modality_dropout control's per-sample probability
 class StudyContext:
     """Resolves configs, runs (or reuses) pretrainings and fine-tuning runs in one folder."""
 
-    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path, cached_only: bool = False, validated_steps: ValidatedSteps | None = None) -> None:
+    def __init__(self, domain: Domain, setup: dict[str, Any], overrides: list[str], out_dir: Path, cached_only: bool = False, validated_steps: ValidatedSteps | None = None,
+                 pretrain_epochs: int | None = None) -> None:
         self.domain, self.setup, self.overrides, self.out_dir = domain, setup, overrides, out_dir
         self.cached_only = cached_only  # nothing is trained: finished runs are read, missing ones are None
         self.validated_steps = validated_steps  # the runs' steps chosen on validation (else the fixed self.steps)
+        self.pretrain_epochs = pretrain_epochs  # every pretraining's epochs (else the setup's schedule)
         self.recipe = setup["recipe"] if setup["recipe"] in domain.recipes else "smoke"
         user_steps = [o.split("=", 1)[1] for o in overrides if o.startswith("train.max_steps=")]
         self.steps = int(user_steps[-1]) if user_steps else int(setup["steps"])
@@ -45,11 +47,13 @@ class StudyContext:
 
     # -- pretraining --------------------------------------------------------------------------
     def pretraining(self, name: str, *extra: str) -> Pretraining | None:
-        """The pretraining `name` (extra overrides), run once and reused from ``<out>/pretrain-<name>``; None when cached-only and not finished."""
+        """The pretraining `name` (extra overrides), run once and reused from ``<out>/pretrain-<name>[-e<epochs>]``; None when cached-only and not finished."""
         from mmapps.pretrain.recipes import resolve_pretrain_config
         from mmapps.pretrain.workflow import PRETRAINED_FILE, pretrain
         from mmapps.train import checkpoint as ckpt
 
+        if self.pretrain_epochs is not None:  # another schedule: another folder, never the fixed-steps presets' pretraining
+            name, extra = f"{name}-e{self.pretrain_epochs}", (f"train.epochs={self.pretrain_epochs}", *extra)
         run_dir = self.out_dir / f"pretrain-{name}"
         checkpoint = run_dir / "checkpoints" / PRETRAINED_FILE
         cost_file = run_dir / "study_cost.json"
