@@ -161,6 +161,7 @@ def test_a_tuned_run_chooses_its_steps_on_the_full_validation_split_and_tests_th
     from mmapps.workflows.label_efficiency_arms import StudyContext
 
     assert PRESETS["tuned"].validated_steps is not None and 1e-2 in PRESETS["tuned"].lrs and PRESETS["tuned"].pretrain_epochs
+    assert PRESETS["quick-tuned"].budgets == PRESETS["quick"].budgets and PRESETS["quick-tuned"].validated_steps is not None
     setup = {"recipe": "smoke", "overrides": ["data.demo_n=80", "eval.bootstrap_resamples=0"], "steps": 150, "pretrain": []}
     ctx = StudyContext(shapes_domain, setup, [], tmp_path, validated_steps=ValidatedSteps(max_steps=6, every=2, patience=2))
     run = ctx.finetune("scratch", 8, 0, 1e-3, score_val=True)

@@ -125,7 +125,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
     @app.command("benchmark")
     @user_errors
     def benchmark(
-        preset: str = typer.Option("quick", help="quick (minutes on a CPU) or full (the default recipe); with --study label-efficiency also smoke or controls (docs/pretraining.md)"),
+        preset: str = typer.Option("quick", help="quick (minutes on a CPU) or full (the default recipe); with --study label-efficiency also smoke, controls, tuned or quick-tuned (docs/pretraining.md)"),
         seeds: int = typer.Option(3, min=1, help="seeds per configuration"),
         out: Path = typer.Option(Path(f"runs/{name}-benchmark"), "--out", help="output folder"),
         set_: List[str] = typer.Option([], "--set", help="override a field in every run (repeatable)"),
@@ -133,7 +133,7 @@ def build_domain_app(entry: DomainEntry) -> typer.Typer:
         study: Optional[str] = typer.Option(None, "--study", help="label-efficiency: pretrained vs scratch over label budgets (docs/pretraining.md)"),
         cached_only: bool = typer.Option(False, "--cached-only", help="--study: train nothing; report the runs already finished in --out"),
         control: List[str] = typer.Option([], "--control", help="--study: run these controls instead of the preset's (repeatable; linear_probe, compute_matched, "
-                                          "shuffled_pairs, lora, missing_modality, unimodal)"),
+                                          "shuffled_pairs, lora, missing_modality, modality_dropout, unimodal)"),
     ) -> None:
         """Every fusion and single-modality baseline over K seeds, plus missing-modality robustness; or a --study."""
         from mmapps.workflows.benchmark import run_benchmark

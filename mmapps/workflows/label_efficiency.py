@@ -102,6 +102,8 @@ PRESETS = {
     # and a pretraining five times the fixed-steps presets' (4 epochs: its held-out loss was still falling)
     "tuned": StudyPreset(budgets=(25, 100, None), lrs=(1e-3, 3e-3, 1e-2), lr_search_seeds=1, validated_steps=ValidatedSteps(1200, 50, 6),
                          pretrain_epochs=20, controls=("modality_dropout",)),
+    # the tuned protocol at the quick preset's size: budgets {smallest, all}, one LR, at most 600 steps
+    "quick-tuned": StudyPreset(budgets=(25, None), lrs=(1e-3,), validated_steps=ValidatedSteps(600, 50, 4), pretrain_epochs=20),
 }
 CONTROLS = PRESETS["full"].controls
 

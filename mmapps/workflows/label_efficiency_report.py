@@ -70,7 +70,7 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         "",
         *([f"The `{preset}` preset is a sanity check of the pipeline (budgets {', '.join(budget_name(b) for b in plan.budgets)}, "
            f"{'one LR' if len(plan.lrs) == 1 else 'LR grid'}, controls: {', '.join(plan.controls) or 'none'}); "
-           "the `full` preset (budgets 25, 50, 100, 250, all; LR grid; controls) decides.", ""] if preset not in ("full", "tuned") else []),
+           "the `full` preset (budgets 25, 50, 100, 250, all; LR grid; controls) decides.", ""] if preset not in ("full", "tuned", "quick-tuned") else []),
         *([("The steps are chosen per run on validation, so neither arm is judged under-trained (the fixed-steps presets' compute-matched "
             "control measures how far their fixed steps are from convergence)."), ""] if plan.validated_steps else []),
     ]
