@@ -128,6 +128,11 @@ def test_an_unknown_control_is_refused_before_anything_runs(shapes_domain, tmp_p
     with pytest.raises(ConfigError, match="'linear-probe'.*expected one of linear_probe"):
         run_label_efficiency(shapes_domain, "quick", tmp_path / "study", controls=["linear-probe"])
     assert not (tmp_path / "study").exists() and "unimodal" in CONTROLS
+    with pytest.raises(ConfigError, match="train.lr=0.01.*sets train.lr"):
+        run_label_efficiency(shapes_domain, "quick", tmp_path / "study", ["train.lr=0.01"])
+    with pytest.raises(ConfigError, match="train.max_steps=50"):
+        run_label_efficiency(shapes_domain, "tuned", tmp_path / "study", ["train.max_steps=50"])
+    assert not (tmp_path / "study").exists()
 
 
 def test_the_lr_grid_is_searched_on_the_first_seeds_and_the_others_replicate_the_choice():

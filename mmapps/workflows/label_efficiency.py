@@ -148,6 +148,11 @@ def run_label_efficiency(domain: Domain, preset: str = "quick", out_dir: Path = 
         if unknown:
             raise ConfigError(f"--control {', '.join(map(repr, unknown))} for the label-efficiency study: expected one of {', '.join(CONTROLS)}")
         plan = dataclasses.replace(plan, controls=tuple(controls))
+    owned = ("train.lr",) + (("train.max_steps", "train.val_every_steps", "train.patience") if plan.validated_steps else ())
+    clashing = [o for o in overrides if o.split("=", 1)[0].strip() in owned]
+    if clashing:  # the run folders are named by the study's values: an override would run something else under their name
+        raise ConfigError(f"--set {', '.join(clashing)} for the label-efficiency study: the preset {preset!r} sets {', '.join(owned)} itself "
+                          "(the LR grid, and under a tuned preset the validated steps); remove the override or choose another preset")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ctx = StudyContext(domain, SETUPS.get(domain.name, {"recipe": "quick", "overrides": [], "steps": 150, "pretrain": []}), list(overrides), out_dir, cached_only, plan.validated_steps, plan.pretrain_epochs)
