@@ -25,6 +25,7 @@ class Pretraining:
 
 
 MODALITY_DROPOUT = 0.25  # the modality_dropout control's per-sample probability of dropping a present modality in fine-tuning
+# (where the main arms already drop modalities, the control fine-tunes without: 0)
 
 
 class StudyContext:
@@ -160,6 +161,12 @@ class StudyContext:
 
         return selected_modalities(resolve_config(self.domain, self.recipe, overrides=self.base()), self.domain)
 
+    def built_dropout(self) -> float:
+        """The main arms' ``model.fusion.modality_dropout`` (the recipe's, or the user's ``--set``)."""
+        from mmapps.workflows.resolve import resolve_config
+
+        return float(resolve_config(self.domain, self.recipe, overrides=self.base()).model.fusion.modality_dropout)
+
     def parts(self, trainable_only: bool = False) -> list[str]:
         """The model's part names (modalities, fusion); with `trainable_only`, those with trainable weights as built."""
         from mmapps.finetune import find_parts
@@ -200,9 +207,10 @@ class StudyContext:
             if without is not None:
                 out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
                 tested += out["no_whole_modality"]
-        if "modality_dropout" in plan.controls:
-            dropout = [f"model.fusion.modality_dropout={MODALITY_DROPOUT}"]
-            out["modality_dropout"] = [self.finetune(f"{arm}-modality-dropout", full, s, lr_of(arm, full), init=init if arm == "pretrained" else None, extra=dropout)
+        if "modality_dropout" in plan.controls:  # the other side of the main arms' own setting (a recipe may already drop modalities)
+            value, tag = (0.0, "no-modality-dropout") if self.built_dropout() > 0 else (MODALITY_DROPOUT, "modality-dropout")
+            dropout = [f"model.fusion.modality_dropout={value}"]
+            out["modality_dropout"] = [self.finetune(f"{arm}-{tag}", full, s, lr_of(arm, full), init=init if arm == "pretrained" else None, extra=dropout)
                                        for arm in ("scratch", "pretrained") for s in seeds if arm == "scratch" or init is not None]
             tested += out["modality_dropout"]
         if tested:
