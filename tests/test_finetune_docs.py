@@ -39,5 +39,8 @@ def test_study_section_states_the_presets():
 
     text = _section("The label-efficiency study")
     assert "budgets 25, 50, 100, 250, all" in text and PRESETS["full"].budgets == (25, 50, 100, 250, None)
-    assert "LR grid 3e-4, 1e-3, 3e-3" in text and PRESETS["full"].lrs == (3e-4, 1e-3, 3e-3)
+    assert "LR grid 3e-4, 1e-3, 3e-3, 1e-2" in text and PRESETS["full"].lrs == (3e-4, 1e-3, 3e-3, 1e-2)
+    tuned = PRESETS["tuned"]
+    assert "up to 1200 optimiser steps" in text and tuned.validated_steps.max_steps == 1200 and tuned.validated_steps.every == 50
+    assert "LR grid 1e-3, 3e-3, 1e-2 searched on seed 0" in text and tuned.lrs == (1e-3, 3e-3, 1e-2) and tuned.budgets == (25, 100, None)
     assert "budgets {25, all} x 2 arms x 3 seeds" in text and PRESETS["quick"].budgets == (25, None) and PRESETS["quick"].seeds == 3
