@@ -40,7 +40,7 @@ class StudyContext:
         self.recipe = setup["recipe"] if setup["recipe"] in domain.recipes else "smoke"
         user_steps = [o.split("=", 1)[1] for o in overrides if o.startswith("train.max_steps=")]
         self.steps = int(user_steps[-1]) if user_steps else int(setup["steps"])
-        self._parts: list[str] | None = None
+        self._base_config: Any = None
 
     def base(self, *extra: str) -> list[str]:
         """Study overrides, then the arm's (`extra`), then the user's ``--set`` (which win)."""
@@ -157,23 +157,28 @@ class StudyContext:
     def used_modalities(self) -> list[str]:
         """The modalities the study's model reads (a domain may declare more, e.g. optional pre-extracted features)."""
         from mmapps.models.build import selected_modalities
-        from mmapps.workflows.resolve import resolve_config
 
-        return selected_modalities(resolve_config(self.domain, self.recipe, overrides=self.base()), self.domain)
+        return selected_modalities(self.base_config(), self.domain)
+
+    def base_config(self) -> Any:
+        """The main arms' resolved config without an arm's own overrides (resolved once)."""
+        if self._base_config is None:
+            from mmapps.workflows.resolve import resolve_config
+
+            self._base_config = resolve_config(self.domain, self.recipe, overrides=self.base())
+        return self._base_config
 
     def built_dropout(self) -> float:
         """The main arms' ``model.fusion.modality_dropout`` (the recipe's, or the user's ``--set``)."""
-        from mmapps.workflows.resolve import resolve_config
 
-        return float(resolve_config(self.domain, self.recipe, overrides=self.base()).model.fusion.modality_dropout)
+        return float(self.base_config().model.fusion.modality_dropout)
 
     def parts(self, trainable_only: bool = False) -> list[str]:
         """The model's part names (modalities, fusion); with `trainable_only`, those with trainable weights as built."""
         from mmapps.finetune import find_parts
         from mmapps.models.build import build_model
-        from mmapps.workflows.resolve import resolve_config
 
-        model = build_model(resolve_config(self.domain, self.recipe, overrides=self.base()), self.domain)
+        model = build_model(self.base_config(), self.domain)
         found = find_parts(model).parts
         return [n for n, (_, m) in found.items() if not trainable_only or any(p.requires_grad for p in m.parameters())]
 
@@ -201,20 +206,20 @@ class StudyContext:
                 out["shuffled_pairs"] = [self.finetune("pretrained-shuffled-pairs", b, s, lr_of("pretrained", b), init=shuffled.checkpoint) for b in (small, full) for s in seeds]
         # robustness: the full-budget arms tested with every test sample missing one modality, against pretraining
         # without whole-modality masking and fine-tuning with modality dropout
-        tested: list[ArmRun | None] = []
+        robustness: list[ArmRun | None] = []
         if "missing_modality" in plan.controls:
             without = self.pretraining("no-whole-modality", "pretrain.whole_modality=0.0")
             if without is not None:
                 out["no_whole_modality"] = [self.finetune("pretrained-no-whole-masking", full, s, lr_of("pretrained", full), init=without.checkpoint) for s in seeds]
-                tested += out["no_whole_modality"]
+                robustness += out["no_whole_modality"]
         if "modality_dropout" in plan.controls:  # the other side of the main arms' own setting (a recipe may already drop modalities)
             value, tag = (0.0, "no-modality-dropout") if self.built_dropout() > 0 else (MODALITY_DROPOUT, "modality-dropout")
             dropout = [f"model.fusion.modality_dropout={value}"]
             out["modality_dropout"] = [self.finetune(f"{arm}-{tag}", full, s, lr_of(arm, full), init=init if arm == "pretrained" else None, extra=dropout)
                                        for arm in ("scratch", "pretrained") for s in seeds if arm == "scratch" or init is not None]
-            tested += out["modality_dropout"]
-        if tested:
-            tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in tested if r is not None]
+            robustness += out["modality_dropout"]
+        if robustness:
+            tested = [r for r in runs if r.budget == full and r.arm in ("pretrained", "scratch")] + [r for r in robustness if r is not None]
             removable = [m for m in self.used_modalities() if m in self.domain.removable_modalities]
             scored = [self.without(r, removable) for r in tested]
             for m in removable:
