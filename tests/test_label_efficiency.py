@@ -120,6 +120,9 @@ def test_smoke_study_end_to_end(shapes_domain, tmp_path):
                          controls=["shuffled_pairs"])
     only = json.loads((tmp_path / "label_efficiency_shapes.json").read_text())
     assert set(only["controls"]) == {"shuffled_pairs"} and only["controls"]["shuffled_pairs"] == payload["controls"]["shuffled_pairs"]
+    bare = run_label_efficiency(shapes_domain, "smoke", tmp_path, ["data.demo_n=80", "train.max_steps=2", "train.epochs=1", "pretrain.statistics_batches=1"], cached_only=True,
+                                controls=[]).read_text()
+    assert "No control was planned in this study." in bare and "## Control:" not in bare
 
 
 def test_an_unknown_control_is_refused_before_anything_runs(shapes_domain, tmp_path):

@@ -100,8 +100,9 @@ def write_study(ctx: Any, plan: StudyPreset, preset: str, pretraining: Any, runs
         lines += [f"## Control: {control_title(name)}", "", table, ""]
         payload_controls[name] = data
     if not controls:
-        lines += ["Controls (linear probe, compute-matched scratch, pairs shuffled across samples, LoRA vs full, missing-modality robustness with vs "
-                  "without whole-modality masking, unimodal pretraining) run in the `full` preset.", ""]
+        planned = f"The planned controls ({', '.join(plan.controls)}) have not finished." if plan.controls else "No control was planned in this study."
+        lines += [planned + " Controls (linear probe, compute-matched scratch, pairs shuffled across samples, LoRA vs full, missing-modality robustness with vs "
+                  "without whole-modality masking, modality dropout, unimodal pretraining) run with `--control NAME` (repeatable) or all in the `full` preset.", ""]
     control_runs = [r for found in controls.values() for r in found]
     pre_cost = cost.get("pretraining", {}) or {}
     arm_wall, arm_cpu = cost.get("finetune_wall_s", sum(r.wall_s for r in runs)), cost.get("finetune_cpu_s", sum(r.cpu_s for r in runs))
